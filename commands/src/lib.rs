@@ -1,0 +1,1 @@
+//! Aggregates and the command bus.
