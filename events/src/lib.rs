@@ -6,6 +6,7 @@
 pub mod domain;
 pub mod envelope;
 pub mod log;
+pub mod realtime;
 pub mod stream;
 
 pub use envelope::{CommitMetadata, EventEnvelope, NewEvent};
@@ -13,4 +14,5 @@ pub use log::{
     AppendError, Appended, Commit, EventFeed, EventLog, FeedFilter, FeedStart, LogError, Snapshot,
     SnapshotStore,
 };
+pub use realtime::{EphemeralBus, TicketStore};
 pub use stream::{AggregateId, AggregateType, InvalidAggregateId, StreamId, StreamVersion};
