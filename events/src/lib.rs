@@ -3,6 +3,8 @@
 //! contract, and the embedded single-file implementation used when no NATS server is
 //! configured.
 
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 pub mod domain;
 pub mod envelope;
 pub mod log;
