@@ -1,1 +1,3 @@
 //! Aggregates and the command bus.
+
+pub mod input;
