@@ -6,6 +6,7 @@
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod domain;
+pub mod embedded;
 pub mod envelope;
 pub mod log;
 pub mod realtime;
