@@ -68,7 +68,7 @@ impl Application {
             settings.auth.audience.clone(),
             Duration::from_secs(settings.auth.access_token_ttl_secs),
             Duration::from_secs(settings.auth.refresh_token_ttl_secs),
-        ));
+        )?);
         let passwords = Arc::new(PasswordHasher::new(settings.auth.max_concurrent_hashes).await?);
         let revoked_sessions = Arc::new(RevokedSessions::new(tokens.access_ttl()));
         let consistency = Arc::new(Consistency::new(
@@ -90,9 +90,11 @@ impl Application {
             shutdown: CancellationToken::new(),
             settings: settings.clone(),
         };
-        let listener = TcpListener::bind(settings.server.listen).await.map_err(|error| {
-            anyhow::anyhow!("failed to bind {}: {error}", settings.server.listen)
-        })?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!("failed to bind {}: {error}", settings.server.listen)
+            })?;
         Ok(Application {
             listener,
             state,
@@ -207,7 +209,9 @@ impl AppState {
         let max_lag = self.settings.consistency.ready_max_lag_events;
         let projections_caught_up = head.is_ok()
             && !projections.is_empty()
-            && projections.iter().all(|status| status.lag_events <= max_lag);
+            && projections
+                .iter()
+                .all(|status| status.lag_events <= max_lag);
         let revocations_caught_up = self.revoked_sessions.is_caught_up();
         ReadinessReport {
             ready: event_log.ok && read_models.ok && projections_caught_up && revocations_caught_up,
@@ -285,7 +289,11 @@ impl NamedTasks {
                 Ok(())
             }
             Some(Ok((name, Err(error)))) => {
-                tracing::error!(task = name, error = format!("{error:#}"), "task failed; shutting down");
+                tracing::error!(
+                    task = name,
+                    error = format!("{error:#}"),
+                    "task failed; shutting down"
+                );
                 Err(error.context(format!("{name} failed")))
             }
             Some(Err(join_error)) => {
@@ -303,7 +311,11 @@ impl NamedTasks {
             match tokio::time::timeout_at(deadline, self.set.join_next()).await {
                 Ok(Some(Ok((name, Ok(()))))) => tracing::info!(task = name, "task stopped"),
                 Ok(Some(Ok((name, Err(error))))) => {
-                    tracing::warn!(task = name, error = format!("{error:#}"), "task stopped with an error")
+                    tracing::warn!(
+                        task = name,
+                        error = format!("{error:#}"),
+                        "task stopped with an error"
+                    )
                 }
                 Ok(Some(Err(join_error))) => {
                     tracing::warn!(error = %join_error, "task panicked while stopping")

@@ -9,10 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
-use secureconnect_commands::{CommandBus, CommandBusOptions};
-use secureconnect_events::embedded::{
-    EmbeddedLog, EmbeddedSnapshotStore, InProcessEphemeralBus, InMemoryTicketStore,
-};
+use secureconnect_commands::{BusOptions, CommandBus};
+use secureconnect_events::embedded::{EmbeddedLog, InMemoryTicketStore, InProcessBus};
 use secureconnect_events::{EphemeralBus, EventLog, SnapshotStore, TicketStore};
 use secureconnect_nats::{JetStreamBackend, JetStreamConfig};
 use secureconnect_projections::{
@@ -77,7 +75,7 @@ impl ReadModelProgress for StoreProgress {
     fn min_position(&self) -> u64 {
         ProjectionName::ALL
             .into_iter()
-            .map(|name| self.positions.current(name))
+            .map(|name| self.positions.position(name))
             .min()
             .unwrap_or(0)
     }
@@ -125,11 +123,13 @@ impl Backends {
     }
 
     pub fn command_bus(&self, settings: &Settings) -> Arc<CommandBus> {
-        let options = CommandBusOptions {
+        let defaults = BusOptions::default();
+        let options = BusOptions {
             max_attempts: settings.commands.max_attempts,
-            cache_capacity: settings.commands.cache_capacity,
-            registration_grace: Duration::from_secs(settings.commands.registration_grace_secs),
-            ..CommandBusOptions::default()
+            cache_capacity: std::num::NonZeroUsize::new(settings.commands.cache_capacity)
+                .unwrap_or(defaults.cache_capacity),
+            claim_grace_period: Duration::from_secs(settings.commands.registration_grace_secs),
+            ..defaults
         };
         Arc::new(CommandBus::new(
             self.log.clone(),
@@ -164,7 +164,7 @@ impl Backends {
             batch_size: settings.projections.batch_size,
             ..ProjectorOptions::default()
         };
-        run_projections(self_log, store, names, options, cancel).await?;
+        run_projections(self_log, store, &names, options, cancel).await?;
         Ok(())
     }
 
@@ -181,7 +181,7 @@ async fn open_embedded(settings: &Settings) -> anyhow::Result<Backends> {
     let log = EmbeddedLog::open(&data_dir.join(EVENT_LOG_FILE))
         .await
         .with_context(|| format!("failed to open the event log in {}", data_dir.display()))?;
-    let snapshots = EmbeddedSnapshotStore::new(&log);
+    let snapshots = log.snapshot_store();
     let store = ReadModelStore::sqlite(data_dir.join(READ_MODEL_FILE), store_options(settings))
         .await
         .context("failed to open the embedded read models")?;
@@ -189,7 +189,7 @@ async fn open_embedded(settings: &Settings) -> anyhow::Result<Backends> {
     Ok(Backends {
         log: Arc::new(log),
         snapshots: Arc::new(snapshots),
-        ephemeral: Arc::new(InProcessEphemeralBus::new()),
+        ephemeral: Arc::new(InProcessBus::new()),
         tickets: Arc::new(InMemoryTicketStore::new()),
         read_models: store.read_models(),
         progress: Arc::new(StoreProgress {
@@ -314,18 +314,25 @@ pub async fn run_projector_process(
         projections = ?only.as_deref().unwrap_or(&ProjectionName::ALL),
         "projector process started"
     );
-    let outcome =
-        Backends::run_projectors(backends.log.clone(), backends.store.clone(), settings, only, cancel)
-            .await;
+    let outcome = Backends::run_projectors(
+        backends.log.clone(),
+        backends.store.clone(),
+        settings,
+        only,
+        cancel,
+    )
+    .await;
     backends.close().await;
     outcome
 }
 
 /// The `migrate` role.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let url = settings.postgres.url.as_ref().context(
-        "`migrate` applies the PostgreSQL schema: set SECURECONNECT_POSTGRES__URL",
-    )?;
+    let url = settings
+        .postgres
+        .url
+        .as_ref()
+        .context("`migrate` applies the PostgreSQL schema: set SECURECONNECT_POSTGRES__URL")?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(url.expose_secret())

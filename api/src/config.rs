@@ -221,7 +221,7 @@ impl Default for ProjectionSettings {
 pub struct CommandSettings {
     /// Attempts of one command when its append conflicts with a concurrent one.
     pub max_attempts: u32,
-    /// Aggregates kept in memory per aggregate type on each node.
+    /// Aggregates kept in memory on each node, of all types together.
     pub cache_capacity: usize,
     /// Seconds after which a registration that stopped half-way may have its claims taken over.
     pub registration_grace_secs: u64,

@@ -40,7 +40,10 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "secureconnect stopped with an error");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "secureconnect stopped with an error"
+            );
             ExitCode::FAILURE
         }
     }

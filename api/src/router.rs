@@ -122,9 +122,19 @@ async fn trace_request(request: Request, next: Next) -> Response {
             .get::<ErrorCause>()
             .map(|cause| cause.0.as_str());
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(status = status.as_u16(), latency_ms, cause, "request failed");
+            tracing::error!(
+                status = status.as_u16(),
+                latency_ms,
+                cause,
+                "request failed"
+            );
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(status = status.as_u16(), latency_ms, cause, "request unavailable");
+            tracing::warn!(
+                status = status.as_u16(),
+                latency_ms,
+                cause,
+                "request unavailable"
+            );
         } else {
             tracing::debug!(status = status.as_u16(), latency_ms, "request completed");
         }

@@ -49,15 +49,20 @@ pub fn bearer_token(header: &[u8]) -> Result<&str, ApiError> {
 }
 
 pub fn authenticate_access_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
-    let claims = state.tokens.verify_access(token).map_err(|error| match error {
-        TokenError::Expired => ApiError::unauthorized("access token has expired"),
-        TokenError::WrongType { .. } => {
-            ApiError::unauthorized("invalid token: expected an access token")
-        }
-        TokenError::Invalid => ApiError::unauthorized("invalid access token"),
-    })?;
+    let claims = state
+        .tokens
+        .verify_access(token)
+        .map_err(|error| match error {
+            TokenError::Expired => ApiError::unauthorized("access token has expired"),
+            TokenError::WrongType { .. } => {
+                ApiError::unauthorized("invalid token: expected an access token")
+            }
+            TokenError::Invalid => ApiError::unauthorized("invalid access token"),
+        })?;
     if state.revoked_sessions.is_revoked(claims.sid) {
-        return Err(ApiError::unauthorized("session has been revoked; log in again"));
+        return Err(ApiError::unauthorized(
+            "session has been revoked; log in again",
+        ));
     }
     Ok(AuthUser {
         user_id: claims.sub,

@@ -68,8 +68,18 @@ mod tests {
         let hasher = PasswordHasher::new(2).await.unwrap();
         let hash = hasher.hash("correct horse".to_owned()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(hasher.verify("correct horse".to_owned(), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify("wrong horse".to_owned(), Some(hash)).await.unwrap());
+        assert!(
+            hasher
+                .verify("correct horse".to_owned(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("wrong horse".to_owned(), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

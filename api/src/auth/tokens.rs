@@ -83,7 +83,7 @@ impl TokenIssuer {
         audience: String,
         access_ttl: Duration,
         refresh_ttl: Duration,
-    ) -> TokenIssuer {
+    ) -> Result<TokenIssuer, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer.as_str()]);
         validation.set_audience(&[audience.as_str()]);
@@ -93,15 +93,15 @@ impl TokenIssuer {
             .into_iter()
             .map(str::to_owned)
             .collect::<HashSet<_>>();
-        TokenIssuer {
-            encoding_key: EncodingKey::from_secret(secret),
-            decoding_key: DecodingKey::from_secret(secret),
+        Ok(TokenIssuer {
+            encoding_key: EncodingKey::from_secret(secret)?,
+            decoding_key: DecodingKey::from_secret(secret)?,
             validation,
             issuer,
             audience,
             access_ttl,
             refresh_ttl,
-        }
+        })
     }
 
     pub fn access_ttl(&self) -> Duration {
@@ -179,15 +179,12 @@ impl TokenIssuer {
     ) -> Result<T, TokenError> {
         // The type is checked on the raw claims first, so a token of the other kind gets a
         // precise error rather than a missing-field one.
-        let raw = jsonwebtoken::decode::<serde_json::Value>(
-            token,
-            &self.decoding_key,
-            &self.validation,
-        )
-        .map_err(|error| match error.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let raw =
+            jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding_key, &self.validation)
+                .map_err(|error| match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                })?;
         if raw.claims.get("typ").and_then(|value| value.as_str()) != Some(expected_type) {
             return Err(TokenError::WrongType {
                 expected: expected_type,
@@ -209,6 +206,7 @@ mod tests {
             Duration::from_secs(900),
             Duration::from_secs(3600),
         )
+        .unwrap()
     }
 
     fn pair(issuer: &TokenIssuer, now: DateTime<Utc>) -> TokenPair {
@@ -270,7 +268,10 @@ mod tests {
         let mut tampered = tokens.access_token.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
-        assert_eq!(issuer.verify_access(&tampered).unwrap_err(), TokenError::Invalid);
+        assert_eq!(
+            issuer.verify_access(&tampered).unwrap_err(),
+            TokenError::Invalid
+        );
     }
 
     #[test]
@@ -281,7 +282,8 @@ mod tests {
             "secureconnect-api".to_owned(),
             Duration::from_secs(900),
             Duration::from_secs(3600),
-        );
+        )
+        .unwrap();
         let tokens = pair(&other, Utc::now());
         assert_eq!(
             issuer().verify_access(&tokens.access_token).unwrap_err(),

@@ -81,9 +81,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            ApiError::Unavailable { .. } | ApiError::BackendUnavailable(_) => {
-                "SERVICE_UNAVAILABLE"
-            }
+            ApiError::Unavailable { .. } | ApiError::BackendUnavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -126,11 +124,12 @@ impl IntoResponse for ApiError {
                 message,
                 retry_after_secs,
             } => {
-                response.extensions_mut().insert(ErrorCause(message.clone()));
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(*retry_after_secs),
-                );
+                response
+                    .extensions_mut()
+                    .insert(ErrorCause(message.clone()));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::BackendUnavailable(cause) => {
                 response

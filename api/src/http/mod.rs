@@ -7,7 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod request_id;
 
+pub use consistency::{Consistency, WithPosition};
 pub use envelope::{Created, Envelope};
 pub use error::ApiError;
-pub use consistency::{Consistency, WithPosition};
 pub use extract::{ValidJson, ValidPath, ValidQuery};

@@ -36,7 +36,9 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
         .and_then(accepted_client_id)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&request_id).expect("request ids are plain ASCII");
-    request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, header.clone());
 
     let mut response = CURRENT_REQUEST_ID
         .scope(request_id, next.run(request))

@@ -4,9 +4,9 @@
 //! `SessionRefreshed` (or `SessionRevoked` when a spent refresh token comes back), and logout
 //! appends `SessionRevoked`, which every API node reads to reject the session's access tokens.
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use secureconnect_commands::input::{DisplayName, Email, Password, Username};
 use secureconnect_commands::registration::{
@@ -14,7 +14,7 @@ use secureconnect_commands::registration::{
 };
 use secureconnect_commands::session::{Session, SessionCommand};
 use secureconnect_commands::user::User;
-use secureconnect_commands::{CommandBus, CommandError};
+use secureconnect_commands::{BusError, CommandError};
 use secureconnect_events::domain::{SessionEvent, SessionRevocationReason};
 use secureconnect_events::{AggregateId, CommitMetadata};
 use serde::{Deserialize, Serialize};
@@ -86,10 +86,7 @@ async fn register(
     let display_name = DisplayName::parse(&request.display_name).map_err(validation)?;
     let password = Password::parse(&request.password).map_err(validation)?;
 
-    let password_hash = state
-        .passwords
-        .hash(password.expose().to_owned())
-        .await?;
+    let password_hash = state.passwords.hash(password.expose().to_owned()).await?;
     let now = Utc::now();
     let registration = NewRegistration {
         email: email.clone(),
@@ -101,11 +98,14 @@ async fn register(
     let registered = register_user(&state.bus, registration, metadata(None))
         .await
         .map_err(|error| match error {
-            RegistrationError::EmailTaken => ApiError::Conflict("email already registered".to_owned()),
+            RegistrationError::EmailTaken => {
+                ApiError::Conflict("email already registered".to_owned())
+            }
             RegistrationError::UsernameTaken => {
                 ApiError::Conflict("username already taken".to_owned())
             }
-            other => ApiError::Internal(anyhow::Error::new(other)),
+            RegistrationError::Rejected(rejection) => ApiError::Internal(rejection.into()),
+            RegistrationError::Command(failure) => bus_failure(failure),
         })?;
 
     let session = start_session(&state, registered.user_id, username.as_str(), now).await?;
@@ -143,9 +143,12 @@ async fn login(
 
     let user = find_user_by_email(&state.bus, &email)
         .await
-        .map_err(|error| command_failure(error.into()))?;
+        .map_err(bus_failure)?;
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-    let verified = state.passwords.verify(request.password, stored_hash).await?;
+    let verified = state
+        .passwords
+        .verify(request.password, stored_hash)
+        .await?;
     let user = match (verified, user) {
         (true, Some(user)) => user,
         _ => return Err(ApiError::unauthorized("invalid email or password")),
@@ -153,7 +156,9 @@ async fn login(
 
     let now = Utc::now();
     let session = start_session(&state, user.user_id, &user.username, now).await?;
-    state.consistency.record_write(user.user_id, session.position);
+    state
+        .consistency
+        .record_write(user.user_id, session.position);
     let response = AuthResponse {
         user: UserResponse {
             user_id: user.user_id,
@@ -194,9 +199,10 @@ async fn refresh(
             metadata(Some(claims.sub)),
         )
         .await
-        .map_err(|error| match error {
-            CommandError::Domain(_) => ApiError::unauthorized("invalid or expired refresh token"),
-            other => command_failure(other.into()),
+        .map_err(|error| {
+            command_failure(error, |_| {
+                ApiError::unauthorized("invalid or expired refresh token")
+            })
         })?;
     if let Some(position) = executed.position {
         state.consistency.record_write(claims.sub, position);
@@ -205,7 +211,9 @@ async fn refresh(
     let mut new_generation = None;
     for event in &executed.events {
         match event {
-            SessionEvent::SessionRefreshed(refreshed) => new_generation = Some(refreshed.generation),
+            SessionEvent::SessionRefreshed(refreshed) => {
+                new_generation = Some(refreshed.generation)
+            }
             SessionEvent::SessionRevoked(revoked) => {
                 state
                     .revoked_sessions
@@ -224,14 +232,14 @@ async fn refresh(
             SessionEvent::SessionStarted(_) => {}
         }
     }
-    let generation = new_generation
-        .ok_or_else(|| ApiError::unauthorized("invalid or expired refresh token"))?;
+    let generation =
+        new_generation.ok_or_else(|| ApiError::unauthorized("invalid or expired refresh token"))?;
 
     let (user, _) = state
         .bus
         .load::<User>(AggregateId::from_uuid(claims.sub))
         .await
-        .map_err(|error| command_failure(error.into()))?;
+        .map_err(bus_failure)?;
     let username = user
         .registered()
         .map(|registered| registered.username.clone())
@@ -269,7 +277,9 @@ async fn logout(
             metadata(Some(user.user_id)),
         )
         .await
-        .map_err(|error| command_failure(error.into()))?;
+        .map_err(|error| {
+            command_failure(error, |rejection| ApiError::Internal(rejection.into()))
+        })?;
     state.revoked_sessions.mark_revoked(user.session_id, now);
     if let Some(position) = executed.position {
         state.consistency.record_write(user.user_id, position);
@@ -291,7 +301,7 @@ async fn profile(
         .bus
         .load::<User>(AggregateId::from_uuid(user.user_id))
         .await
-        .map_err(|error| command_failure(error.into()))?;
+        .map_err(bus_failure)?;
     let registered = account
         .registered()
         .ok_or_else(|| ApiError::not_found("user not found"))?;
@@ -331,7 +341,9 @@ async fn start_session(
             metadata(Some(user_id)),
         )
         .await
-        .map_err(|error| command_failure(error.into()))?;
+        .map_err(|error| {
+            command_failure(error, |rejection| ApiError::Internal(rejection.into()))
+        })?;
     let position = executed
         .position
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("session start appended no event")))?;
@@ -356,15 +368,26 @@ pub(crate) fn validation(error: impl std::fmt::Display) -> ApiError {
     ApiError::Validation(error.to_string())
 }
 
-/// Maps a failure of the log or the bus (not a domain rule) to 503 or 500.
-pub(crate) fn command_failure(error: anyhow::Error) -> ApiError {
-    if error
-        .chain()
-        .any(|cause| cause.downcast_ref::<secureconnect_events::LogError>().is_some())
-    {
-        ApiError::BackendUnavailable(error)
-    } else {
-        ApiError::Internal(error)
+/// Maps a failure of the bus or the log, not a domain rule, to its status: 409 after too
+/// many concurrent changes, 503 when the log failed, 500 for what can only be a bug.
+pub(crate) fn bus_failure(error: BusError) -> ApiError {
+    match error {
+        CommandError::Conflict { .. } => {
+            ApiError::Conflict("too many concurrent changes; retry the request".to_owned())
+        }
+        CommandError::Log(log_error) => ApiError::BackendUnavailable(log_error.into()),
+        other => ApiError::Internal(other.into()),
     }
 }
 
+/// Maps a command's error: domain rejections through `domain`, everything else through
+/// [`bus_failure`].
+pub(crate) fn command_failure<E>(
+    error: CommandError<E>,
+    domain: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    match error.into_domain() {
+        Ok(rejection) => domain(rejection),
+        Err(failure) => bus_failure(failure),
+    }
+}

@@ -1,19 +1,21 @@
 //! Opening conversations and reading the caller's conversations. A conversation the caller
 //! does not participate in does not exist for them: every route answers 404.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
-use secureconnect_commands::conversation_process::{OpenConversation, OpenConversationError, open_conversation};
+use secureconnect_commands::conversation_process::{
+    OpenConversation, OpenConversationError, open_conversation,
+};
 use secureconnect_commands::input::ConversationTitle;
 use secureconnect_events::domain::{ConversationEvent, ConversationType};
 use secureconnect_projections::{ConversationView, ProjectionName};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{command_failure, metadata, validation};
+use super::auth::{bus_failure, metadata, validation};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::http::{ApiError, Created, Envelope, ValidJson, ValidPath, ValidQuery, WithPosition};
@@ -23,7 +25,10 @@ pub const MAX_PARTICIPANTS: usize = 256;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/conversations", get(list_conversations).post(create_conversation))
+        .route(
+            "/conversations",
+            get(list_conversations).post(create_conversation),
+        )
         .route("/conversations/{conversation_id}", get(get_conversation))
 }
 
@@ -109,8 +114,9 @@ async fn create_conversation(
         .participant_ids
         .iter()
         .map(|id| {
-            Uuid::parse_str(id)
-                .map_err(|_| ApiError::validation(format!("invalid participant id {id:?}: expected a UUID")))
+            Uuid::parse_str(id).map_err(|_| {
+                ApiError::validation(format!("invalid participant id {id:?}: expected a UUID"))
+            })
         })
         .collect::<Result<Vec<Uuid>, ApiError>>()?;
 
@@ -130,7 +136,7 @@ async fn create_conversation(
                 ApiError::validation(format!("participant {id} does not exist"))
             }
             OpenConversationError::Rejected(rule) => ApiError::validation(rule.to_string()),
-            OpenConversationError::Command(error) => command_failure(error),
+            OpenConversationError::Command(failure) => bus_failure(failure),
         })?;
     let position = executed.position;
     if let Some(position) = position {
@@ -143,7 +149,9 @@ async fn create_conversation(
             ConversationEvent::ConversationCreated(created) => Some(created.clone()),
             ConversationEvent::MessageSent(_) => None,
         })
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("conversation creation appended no event")))?;
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("conversation creation appended no event"))
+        })?;
     let response = ConversationResponse {
         conversation_id: created.conversation_id,
         conversation_type: created.conversation_type.as_str().to_owned(),
@@ -196,7 +204,11 @@ async fn list_conversations(
     let offset = query.offset.unwrap_or(0);
     state
         .consistency
-        .await_read(Some(user.user_id), &headers, &[ProjectionName::Conversations])
+        .await_read(
+            Some(user.user_id),
+            &headers,
+            &[ProjectionName::Conversations],
+        )
         .await?;
     let conversations = state
         .read_models
@@ -222,7 +234,11 @@ async fn get_conversation(
 ) -> Result<Envelope<ConversationResponse>, ApiError> {
     state
         .consistency
-        .await_read(Some(user.user_id), &headers, &[ProjectionName::Conversations])
+        .await_read(
+            Some(user.user_id),
+            &headers,
+            &[ProjectionName::Conversations],
+        )
         .await?;
     let view = state
         .read_models

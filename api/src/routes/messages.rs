@@ -1,14 +1,13 @@
 //! Sending messages and paging through a conversation's history. Only participants may do
 //! either; to anyone else the conversation does not exist (404).
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use axum::Router;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use secureconnect_commands::CommandError;
 use secureconnect_commands::conversation::{Conversation, ConversationCommand, ConversationError};
 use secureconnect_commands::input::{InputError, MessageContent, MessageMetadata};
 use secureconnect_events::AggregateId;
@@ -17,7 +16,7 @@ use secureconnect_projections::{MessageCursor, MessageView, ProjectionName};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{command_failure, metadata};
+use super::auth::{bus_failure, command_failure, metadata};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::http::{ApiError, Created, Envelope, ValidJson, ValidQuery, WithPosition};
@@ -81,7 +80,9 @@ impl From<MessageView> for MessageResponse {
 
 pub fn parse_conversation_id(value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value.trim()).map_err(|_| {
-        ApiError::validation(format!("invalid conversation_id {value:?}: expected a UUID"))
+        ApiError::validation(format!(
+            "invalid conversation_id {value:?}: expected a UUID"
+        ))
     })
 }
 
@@ -138,12 +139,13 @@ async fn send_message(
             metadata(Some(user.user_id)),
         )
         .await
-        .map_err(|error| match error {
-            CommandError::Domain(ConversationError::NotFound | ConversationError::NotAMember) => {
-                ApiError::not_found("conversation not found")
-            }
-            CommandError::Domain(other) => ApiError::validation(other.to_string()),
-            other => command_failure(other.into()),
+        .map_err(|error| {
+            command_failure(error, |rejection| match rejection {
+                ConversationError::NotFound | ConversationError::NotAMember => {
+                    ApiError::not_found("conversation not found")
+                }
+                other => ApiError::validation(other.to_string()),
+            })
         })?;
     if let Some(position) = executed.position {
         state.consistency.record_write(user.user_id, position);
@@ -180,7 +182,8 @@ fn encode_cursor(cursor: MessageCursor) -> String {
 }
 
 fn decode_cursor(page_state: &str) -> Result<MessageCursor, ApiError> {
-    let invalid = || ApiError::validation("invalid page_state: pass back next_page_state unchanged");
+    let invalid =
+        || ApiError::validation("invalid page_state: pass back next_page_state unchanged");
     let bytes = URL_SAFE_NO_PAD
         .decode(page_state.trim())
         .map_err(|_| invalid())?;
@@ -255,8 +258,8 @@ pub async fn ensure_member(
         .bus
         .load::<Conversation>(AggregateId::from_uuid(conversation_id))
         .await
-        .map_err(|error| command_failure(error.into()))?;
-    if conversation.is_member(user_id) {
+        .map_err(bus_failure)?;
+    if conversation.is_participant(user_id) {
         Ok(())
     } else {
         Err(ApiError::not_found("conversation not found"))

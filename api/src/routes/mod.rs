@@ -11,15 +11,13 @@ use axum::Router;
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(health::router())
-        .nest(
-            "/v1",
-            Router::new()
-                .merge(auth::router())
-                .merge(users::router())
-                .merge(conversations::router())
-                .merge(messages::router())
-                .merge(crate::realtime::router()),
-        )
+    Router::new().merge(health::router()).nest(
+        "/v1",
+        Router::new()
+            .merge(auth::router())
+            .merge(users::router())
+            .merge(conversations::router())
+            .merge(messages::router())
+            .merge(crate::realtime::router()),
+    )
 }

@@ -1,9 +1,9 @@
 //! The caller's own account.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use axum::Router;
 use secureconnect_projections::{ProjectionName, UserView};
 
 use crate::app::AppState;

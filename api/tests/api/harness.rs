@@ -13,9 +13,31 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const NATS_URL: &str = "nats://127.0.0.1:4222";
-pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Overridden by `SECURECONNECT_TEST_NATS_URL`.
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// An admin connection that may create databases; overridden by
+/// `SECURECONNECT_TEST_POSTGRES_URL`. Test databases are created beside its database.
+const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn nats_url() -> String {
+    std::env::var("SECURECONNECT_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned())
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("SECURECONNECT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned())
+}
+
+/// The URL of database `name` on the admin connection's server.
+pub fn postgres_database_url(name: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
+    format!("{base}/{name}")
+}
 
 /// Runs a test function once on the embedded store and once on NATS and PostgreSQL.
 #[macro_export]
@@ -68,13 +90,11 @@ impl BackendGuard {
                 let id = Uuid::new_v4().simple().to_string();
                 let database = format!("sc_test_{id}");
                 create_database(&database).await;
-                settings.nats.url = Some(NATS_URL.to_owned());
+                settings.nats.url = Some(nats_url());
                 settings.nats.stream_name = format!("SC_TEST_{id}");
                 settings.nats.subject_prefix = format!("sctest_{id}.events");
                 settings.nats.ephemeral_prefix = format!("sctest_{id}.ephemeral");
-                settings.postgres.url = Some(SecretString::from(format!(
-                    "postgres://postgres@127.0.0.1:5432/{database}"
-                )));
+                settings.postgres.url = Some(SecretString::from(postgres_database_url(&database)));
                 settings.postgres.max_connections = 5;
                 settings.auth.jwt_secret = Some(SecretString::from(format!("test-secret-{id}")));
                 BackendGuard {
@@ -114,10 +134,11 @@ impl Drop for BackendGuard {
 
 async fn admin_connection() -> sqlx::PgConnection {
     use sqlx::Connection;
-    tokio::time::timeout(TEST_TIMEOUT, sqlx::PgConnection::connect(POSTGRES_ADMIN_URL))
+    let url = postgres_admin_url();
+    tokio::time::timeout(TEST_TIMEOUT, sqlx::PgConnection::connect(&url))
         .await
-        .expect("timed out connecting to PostgreSQL at 127.0.0.1:5432")
-        .expect("PostgreSQL at 127.0.0.1:5432 is required for this test")
+        .unwrap_or_else(|_| panic!("timed out connecting to PostgreSQL at {url}"))
+        .unwrap_or_else(|error| panic!("PostgreSQL at {url} is required for this test: {error}"))
 }
 
 async fn create_database(name: &str) {
@@ -138,7 +159,7 @@ async fn drop_database(name: &str) {
 }
 
 async fn delete_jetstream(settings: &Settings) {
-    let Ok(client) = async_nats::connect(NATS_URL).await else {
+    let Ok(client) = async_nats::connect(nats_url()).await else {
         return;
     };
     let jetstream = async_nats::jetstream::new(client);
@@ -289,7 +310,12 @@ impl TestApp {
                 })),
             )
             .await;
-        assert_eq!(response.status, StatusCode::CREATED, "register: {:?}", response.body);
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "register: {:?}",
+            response.body
+        );
         let data = response.data();
         TestUser {
             user_id: data["user"]["user_id"].as_str().unwrap().parse().unwrap(),
@@ -314,11 +340,25 @@ impl TestApp {
                 })),
             )
             .await;
-        assert_eq!(response.status, StatusCode::CREATED, "create conversation: {:?}", response.body);
-        response.data()["conversation_id"].as_str().unwrap().parse().unwrap()
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "create conversation: {:?}",
+            response.body
+        );
+        response.data()["conversation_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
-    pub async fn send_message(&self, sender: &TestUser, conversation_id: Uuid, content: &str) -> TestResponse {
+    pub async fn send_message(
+        &self,
+        sender: &TestUser,
+        conversation_id: Uuid,
+        content: &str,
+    ) -> TestResponse {
         self.request(
             Method::POST,
             "/v1/messages",
@@ -350,7 +390,10 @@ pub async fn send(
     let response = request.send().await.expect("request failed");
     let status = response.status();
     let headers = response.headers().clone();
-    let text = response.text().await.expect("failed to read the response body");
+    let text = response
+        .text()
+        .await
+        .expect("failed to read the response body");
     let body = if text.is_empty() {
         Value::Null
     } else {
