@@ -7,3 +7,4 @@ mod harness;
 mod auth;
 mod conversations;
 mod messages;
+mod websocket;
