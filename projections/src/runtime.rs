@@ -394,7 +394,7 @@ impl ProjectorRuntime {
     }
 
     fn progress(&self, name: ProjectionName) -> std::sync::MutexGuard<'_, Progress> {
-        // A panic while holding this lock leaves only counters behind, which stay readable.
+        // A panic while holding this lock leaves plain values behind, which stay valid.
         self.inner.progress[name.index()]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
