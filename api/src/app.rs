@@ -9,14 +9,14 @@ use std::time::Duration;
 use axum::Router;
 use secureconnect_commands::CommandBus;
 use secureconnect_events::{EphemeralBus, EventLog, TicketStore};
-use secureconnect_projections::ReadModels;
+use secureconnect_projections::{ProjectionStatus, ReadModels};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{PasswordHasher, RevokedSessions, TokenIssuer};
-use crate::backends::{Backends, ProjectionStatusReport, ReadModelProgress};
+use crate::backends::{Backends, ReadModelProgress};
 use crate::config::Settings;
 use crate::http::Consistency;
 use crate::realtime::follower::LogFollower;
@@ -29,6 +29,15 @@ pub enum ServerRole {
     Serve,
     /// The API only; projector processes keep the read models elsewhere.
     Api,
+}
+
+impl ServerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::Serve => "serve",
+            ServerRole::Api => "api",
+        }
+    }
 }
 
 /// The state every handler shares. Cloning it clones `Arc`s.
@@ -175,7 +184,7 @@ impl Application {
         }
 
         tracing::info!(
-            role = ?role,
+            role = role.as_str(),
             backend = state.log.backend_name(),
             address = %state.settings.server.listen,
             "secureconnect started"
@@ -195,23 +204,19 @@ impl Application {
 
 impl AppState {
     pub async fn readiness(&self) -> ReadinessReport {
-        let head = self.log.head_position().await;
-        let event_log = match &head {
+        let event_log = match self.log.head_position().await {
             Ok(_) => CheckResult::ok(),
             Err(error) => CheckResult::failed(error.to_string()),
         };
-        let projections = self.progress.statuses(head.as_ref().ok().copied()).await;
-        let read_models = match &projections {
+        let statuses = self.progress.statuses(self.log.as_ref()).await;
+        let read_models = match &statuses {
             Ok(_) => CheckResult::ok(),
             Err(error) => CheckResult::failed(format!("{error:#}")),
         };
-        let projections = projections.unwrap_or_default();
+        let projections = statuses.unwrap_or_default();
         let max_lag = self.settings.consistency.ready_max_lag_events;
-        let projections_caught_up = head.is_ok()
-            && !projections.is_empty()
-            && projections
-                .iter()
-                .all(|status| status.lag_events <= max_lag);
+        let projections_caught_up = !projections.is_empty()
+            && projections.iter().all(|status| status.lag_events <= max_lag);
         let revocations_caught_up = self.revoked_sessions.is_caught_up();
         ReadinessReport {
             ready: event_log.ok && read_models.ok && projections_caught_up && revocations_caught_up,
@@ -231,7 +236,7 @@ pub struct ReadinessReport {
     pub read_models: CheckResult,
     pub projections_caught_up: bool,
     pub revocations_caught_up: bool,
-    pub projections: Vec<ProjectionStatusReport>,
+    pub projections: Vec<ProjectionStatus>,
 }
 
 #[derive(Debug, Serialize)]

@@ -14,10 +14,9 @@ use secureconnect_events::embedded::{EmbeddedLog, InMemoryTicketStore, InProcess
 use secureconnect_events::{EphemeralBus, EventLog, SnapshotStore, TicketStore};
 use secureconnect_nats::{JetStreamBackend, JetStreamConfig};
 use secureconnect_projections::{
-    ProjectionName, ProjectionPositions, ProjectorOptions, ReadModelStore, ReadModels,
-    StoreOptions, migrate_postgres, run_projections,
+    ProjectionName, ProjectionPositions, ProjectionStatus, ProjectorOptions, ReadModelStore,
+    ReadModels, StoreOptions, migrate_postgres, run_projections,
 };
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::ServerRole;
@@ -42,19 +41,12 @@ pub trait ReadModelProgress: Send + Sync + 'static {
     /// The lowest position applied by every projection, as last seen by this process.
     fn min_position(&self) -> u64;
 
-    /// Each projection's stored checkpoint and its lag behind `head`, read from the database.
-    async fn statuses(&self, head: Option<u64>) -> anyhow::Result<Vec<ProjectionStatusReport>>;
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProjectionStatusReport {
-    pub projection: &'static str,
-    pub position: u64,
-    pub lag_events: u64,
+    /// Each projection's stored checkpoint and its lag behind the log's head, in events and
+    /// seconds, read from the database and the log.
+    async fn statuses(&self, log: &dyn EventLog) -> anyhow::Result<Vec<ProjectionStatus>>;
 }
 
 struct StoreProgress {
-    store: ReadModelStore,
     positions: ProjectionPositions,
 }
 
@@ -80,17 +72,8 @@ impl ReadModelProgress for StoreProgress {
             .unwrap_or(0)
     }
 
-    async fn statuses(&self, head: Option<u64>) -> anyhow::Result<Vec<ProjectionStatusReport>> {
-        let mut statuses = Vec::with_capacity(ProjectionName::ALL.len());
-        for name in ProjectionName::ALL {
-            let checkpoint = self.store.checkpoint(name).await?;
-            statuses.push(ProjectionStatusReport {
-                projection: name.as_str(),
-                position: checkpoint.position,
-                lag_events: head.unwrap_or(0).saturating_sub(checkpoint.position),
-            });
-        }
-        Ok(statuses)
+    async fn statuses(&self, log: &dyn EventLog) -> anyhow::Result<Vec<ProjectionStatus>> {
+        Ok(self.positions.status(log).await?)
     }
 }
 
@@ -192,10 +175,7 @@ async fn open_embedded(settings: &Settings) -> anyhow::Result<Backends> {
         ephemeral: Arc::new(InProcessBus::new()),
         tickets: Arc::new(InMemoryTicketStore::new()),
         read_models: store.read_models(),
-        progress: Arc::new(StoreProgress {
-            store: store.clone(),
-            positions,
-        }),
+        progress: Arc::new(StoreProgress { positions }),
         store,
         data_dir: Some(data_dir),
     })
@@ -221,10 +201,7 @@ async fn open_nats_postgres(settings: &Settings) -> anyhow::Result<Backends> {
         ephemeral: Arc::new(nats.ephemeral_bus()),
         tickets: Arc::new(nats.ticket_store()),
         read_models: store.read_models(),
-        progress: Arc::new(StoreProgress {
-            store: store.clone(),
-            positions,
-        }),
+        progress: Arc::new(StoreProgress { positions }),
         store,
         data_dir: None,
     })
