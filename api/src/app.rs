@@ -216,7 +216,9 @@ impl AppState {
         let projections = statuses.unwrap_or_default();
         let max_lag = self.settings.consistency.ready_max_lag_events;
         let projections_caught_up = !projections.is_empty()
-            && projections.iter().all(|status| status.lag_events <= max_lag);
+            && projections
+                .iter()
+                .all(|status| status.lag_events <= max_lag);
         let revocations_caught_up = self.revoked_sessions.is_caught_up();
         ReadinessReport {
             ready: event_log.ok && read_models.ok && projections_caught_up && revocations_caught_up,

@@ -144,4 +144,3 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, LogError>;
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), LogError>;
 }
-

@@ -41,7 +41,9 @@ impl AggregateType {
     }
 
     pub fn parse(value: &str) -> Option<AggregateType> {
-        AggregateType::ALL.into_iter().find(|kind| kind.as_str() == value)
+        AggregateType::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
     }
 }
 

@@ -94,13 +94,12 @@ impl LogFollower {
                     .mark_revoked(revoked.session_id, revoked.revoked_at);
             }
             DomainEvent::Conversation(ConversationEvent::MessageSent(message))
-                if envelope.position > head_at_start =>
+                if envelope.position > head_at_start
+                    && self.hub.has_room(message.conversation_id) =>
             {
-                if self.hub.has_room(message.conversation_id) {
-                    let frame = ChatFrame::from_message(&message).to_json();
-                    self.hub
-                        .publish(message.conversation_id, Utf8Bytes::from(frame));
-                }
+                let frame = ChatFrame::from_message(&message).to_json();
+                self.hub
+                    .publish(message.conversation_id, Utf8Bytes::from(frame));
             }
             _ => {}
         }

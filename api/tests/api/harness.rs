@@ -218,7 +218,6 @@ impl Drop for TestNode {
 pub struct TestApp {
     pub node: TestNode,
     pub client: reqwest::Client,
-    pub backend: TestBackend,
     // Dropped last, after the node, so the database is free when it is dropped.
     pub guard: BackendGuard,
 }
@@ -232,7 +231,6 @@ pub async fn spawn_app(backend: TestBackend) -> TestApp {
             .timeout(TEST_TIMEOUT)
             .build()
             .unwrap(),
-        backend,
         guard,
     }
 }

@@ -40,7 +40,6 @@ async fn spawn_app_with(backend: TestBackend, configure: impl FnOnce(&mut Settin
             .timeout(TEST_TIMEOUT)
             .build()
             .unwrap(),
-        backend,
         guard,
     }
 }

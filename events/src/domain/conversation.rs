@@ -135,9 +135,11 @@ impl RecordedEvent for ConversationEvent {
         payload: &serde_json::Value,
     ) -> Result<Self, DecodeError> {
         match (event_type, schema_version) {
-            ("ConversationCreated", 1) => Ok(ConversationEvent::ConversationCreated(
-                from_payload(event_type, schema_version, payload)?,
-            )),
+            ("ConversationCreated", 1) => Ok(ConversationEvent::ConversationCreated(from_payload(
+                event_type,
+                schema_version,
+                payload,
+            )?)),
             ("MessageSent", 1) => Ok(ConversationEvent::MessageSent(from_payload(
                 event_type,
                 schema_version,

@@ -22,7 +22,9 @@ pub use conversation::{
     ConversationCreated, ConversationEvent, ConversationType, MessageSent, MessageType,
     Participant, ParticipantRole,
 };
-pub use session::{SessionEvent, SessionRefreshed, SessionRevocationReason, SessionRevoked, SessionStarted};
+pub use session::{
+    SessionEvent, SessionRefreshed, SessionRevocationReason, SessionRevoked, SessionStarted,
+};
 pub use user::{RegistrationAbandoned, UserEvent, UserRegistered};
 
 #[derive(Debug, thiserror::Error)]
