@@ -8,7 +8,7 @@
 //!
 //! Each node keeps recently used aggregates in memory, one async mutex per aggregate, so
 //! commands to one aggregate take turns on a node and cost one round trip to the log each.
-//! Another node may have appended since the cache was filled; the append then conflicts, and
+//! Another node may have appended since the cache was filled. The append then conflicts, so
 //! the bus reads only the stream's tail, decides again and retries.
 
 mod cache;
@@ -28,6 +28,7 @@ use secureconnect_events::{
     AggregateId, AggregateType, AppendError, Appended, Commit, CommitMetadata, EventEnvelope,
     EventLog, LogError, Snapshot, SnapshotStore, StreamId, StreamVersion,
 };
+use tokio::time::Instant;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -63,9 +64,13 @@ pub struct BusOptions {
     /// How many times a command is decided and appended before a conflict is returned to the
     /// caller. Every attempt after the first follows a conflict.
     pub max_attempts: u32,
-    /// The delay before the first retry after a conflict. Each further retry doubles it, and
-    /// each delay is jittered between half and the whole of its value.
+    /// The delay before the first retry after a conflict, and the interval at which a stream
+    /// is polled while another node keeps appending to it. Each further attempt doubles it,
+    /// and each delay is jittered between half and the whole of its value.
     pub conflict_backoff: Duration,
+    /// The maximum time a command waits, from its first conflict, for another node to stop
+    /// appending to the same stream before it tries again regardless.
+    pub max_contention_wait: Duration,
     /// The minimum age of a claim on an email address or username whose owner never
     /// registered, before another registration may declare the owner's registration dead and
     /// take the value over.
@@ -77,7 +82,8 @@ impl Default for BusOptions {
         BusOptions {
             cache_capacity: NonZeroUsize::new(10_000).expect("10,000 is not zero"),
             max_attempts: 5,
-            conflict_backoff: Duration::from_millis(2),
+            conflict_backoff: Duration::from_millis(5),
+            max_contention_wait: Duration::from_secs(2),
             claim_grace_period: Duration::from_secs(5 * 60),
         }
     }
@@ -210,6 +216,7 @@ impl CommandBus {
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let services = A::Services::default();
         let mut attempt = 1;
+        let mut contention_started = None;
         loop {
             let mut decided = loaded.state.clone();
             let sink = EventSink::default();
@@ -260,16 +267,14 @@ impl CommandBus {
                     });
                 }
                 Err(AppendError::Conflict { .. }) if attempt < self.options.max_attempts => {
-                    let delay = conflict_delay(self.options.conflict_backoff, attempt);
                     warn!(
                         %stream,
                         attempt,
                         max_attempts = self.options.max_attempts,
-                        delay_ms = delay.as_secs_f64() * 1000.0,
                         "append conflicted, reading the stream tail and retrying"
                     );
-                    tokio::time::sleep(delay).await;
-                    self.catch_up(stream, loaded)
+                    let contention_started = *contention_started.get_or_insert_with(Instant::now);
+                    self.prepare_retry(stream, loaded, attempt, contention_started)
                         .await
                         .map_err(BusError::widen)?;
                     attempt += 1;
@@ -287,6 +292,40 @@ impl CommandBus {
                         reason,
                     });
                 }
+            }
+        }
+    }
+
+    /// Brings `loaded` up to date after conflict number `attempt`, waiting first so that the
+    /// next append has a chance to win.
+    ///
+    /// A node that keeps appending to a stream wins every race against a node that must
+    /// read the tail after each conflict, because its next append is sent before the other
+    /// node's read returns. So after the first retry has also lost, this waits until the
+    /// stream stays unchanged for one polling interval (the other node's burst is over), or
+    /// until [`BusOptions::max_contention_wait`] has passed since the first conflict.
+    async fn prepare_retry<A: ManagedAggregate>(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        attempt: u32,
+        contention_started: Instant,
+    ) -> Result<(), BusError> {
+        tokio::time::sleep(conflict_delay(self.options.conflict_backoff, attempt)).await;
+        self.catch_up(stream, loaded).await?;
+        if attempt < 2 {
+            return Ok(());
+        }
+        let deadline = contention_started + self.options.max_contention_wait;
+        loop {
+            let delay = conflict_delay(self.options.conflict_backoff, attempt);
+            if Instant::now() + delay > deadline {
+                debug!(%stream, "the stream is still busy, retrying at the contention deadline");
+                return Ok(());
+            }
+            tokio::time::sleep(delay).await;
+            if self.catch_up(stream, loaded).await? == 0 {
+                return Ok(());
             }
         }
     }

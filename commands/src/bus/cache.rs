@@ -34,8 +34,8 @@ impl AggregateCache {
     }
 
     /// Returns the stream's slot, creating an empty one when the stream is not cached. An
-    /// evicted slot that a command still uses stays valid for that command, and a command
-    /// that starts later loads a new slot from the log; the log's optimistic concurrency keeps
+    /// evicted slot that a command still uses stays valid for that command. A command that
+    /// starts later loads a new slot from the log, and the log's optimistic concurrency keeps
     /// the two correct.
     pub fn slot<A: Send + 'static>(&self, stream: &StreamId) -> Arc<Slot<A>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
