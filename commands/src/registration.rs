@@ -86,7 +86,16 @@ pub async fn register_user(
     registration: NewRegistration,
     metadata: CommitMetadata,
 ) -> Result<Registered, RegistrationError> {
-    let user_id = Uuid::now_v7();
+    register_user_as(bus, Uuid::now_v7(), registration, metadata).await
+}
+
+/// Registers a new account under `user_id`, which must be fresh.
+async fn register_user_as(
+    bus: &CommandBus,
+    user_id: Uuid,
+    registration: NewRegistration,
+    metadata: CommitMetadata,
+) -> Result<Registered, RegistrationError> {
     let now = registration.now;
     let email_key = email_claim_key(&registration.email);
     let username_key = username_claim_key(&registration.username);
@@ -265,3 +274,6 @@ async fn release_value<K: ClaimKind>(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
