@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::commands::{ClaimCommand, ClaimError};
 use crate::bus::ManagedAggregate;
 
-/// Which kind of value a claim reserves.
+/// The kind of value a claim reserves.
 pub trait ClaimKind: Send + Sync + 'static {
     const AGGREGATE_TYPE: AggregateType;
     /// The string form of `AGGREGATE_TYPE`, spelled out because `AggregateType::as_str` is
@@ -50,7 +50,7 @@ pub struct UniqueClaim<K: ClaimKind> {
     kind: PhantomData<fn() -> K>,
 }
 
-/// Who holds a value and since when.
+/// The owner of a claimed value and the time of the claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimHolder {
     pub owner_id: Uuid,
@@ -58,7 +58,7 @@ pub struct ClaimHolder {
 }
 
 impl<K: ClaimKind> UniqueClaim<K> {
-    /// The current holder, or `None` when the value is free.
+    /// Returns the current holder, or `None` when the value is free.
     pub fn holder(&self) -> Option<ClaimHolder> {
         self.holder
     }

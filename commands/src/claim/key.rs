@@ -6,19 +6,19 @@ use sha2::{Digest, Sha256};
 
 use crate::input::{Email, Username};
 
-/// The key of a claim on an already normalized value.
+/// Computes the key of a claim on an already normalized value.
 pub fn claim_key(normalized_value: &str) -> AggregateId {
     let digest = Sha256::digest(normalized_value.as_bytes());
     AggregateId::new(hex::encode(digest))
         .expect("64 lower-case hex characters form a valid aggregate id")
 }
 
-/// The key of the claim on an email address, which is already normalized by parsing.
+/// Computes the key of the claim on an email address, which is already normalized by parsing.
 pub fn email_claim_key(email: &Email) -> AggregateId {
     claim_key(email.as_str())
 }
 
-/// The key of the claim on a username, which ignores case.
+/// Computes the key of the claim on a username, which ignores case.
 pub fn username_claim_key(username: &Username) -> AggregateId {
     claim_key(&username.normalized())
 }

@@ -30,7 +30,7 @@ struct SessionState {
     revocation: Option<SessionRevocationReason>,
 }
 
-/// What a successful `Refresh` command decided, read from the events it recorded.
+/// The decision of a successful `Refresh` command, read from the events it recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The presented token was current, and `generation` is the new current one.
@@ -71,7 +71,7 @@ impl Session {
         self.state.as_ref().map(|state| state.user_id)
     }
 
-    /// The generation of the refresh token that is valid now, or 0 before the start.
+    /// Returns the generation of the refresh token that is valid now, or 0 before the start.
     pub fn generation(&self) -> u64 {
         self.state.as_ref().map_or(0, |state| state.generation)
     }
@@ -88,7 +88,7 @@ impl Session {
         self.state.as_ref().and_then(|state| state.revocation)
     }
 
-    /// Whether the session exists, is not revoked and has not expired at `now`.
+    /// Returns whether the session exists, is not revoked and has not expired at `now`.
     pub fn is_active_at(&self, now: DateTime<Utc>) -> bool {
         self.state
             .as_ref()
