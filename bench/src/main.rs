@@ -31,13 +31,20 @@ use crate::lag::ProjectionWatch;
 use crate::load::Window;
 use crate::options::{Backend, Options};
 use crate::raw_append::{commit_body, measure_raw_appends};
-use crate::report::{HttpFigures, Machine, RawAppendFigures, Report, Settings, git_commit};
+use crate::report::{
+    HttpFigures, Machine, MemoryFigures, RawAppendFigures, Report, Settings, git_commit,
+};
 use crate::server::ServerProcess;
-use crate::usage::{ClockTicks, CpuSnapshot, CpuSplit, peak_resident_bytes};
+use crate::usage::{
+    ClockTicks, CpuSnapshot, CpuSplit, background_busy_cores, peak_resident_bytes, resident_bytes,
+};
 
 /// Maximum wait after the load for the `messages` projection to reach the last measured send.
 /// Sends still unprojected after it are reported as never projected.
 const PROJECTION_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Busy cores before the run above which the benchmark warns that the machine is shared.
+const BUSY_MACHINE_CORES: f64 = 0.2;
 
 fn main() -> ExitCode {
     let options = Options::parse();
@@ -131,6 +138,13 @@ async fn run(
     environment: &mut Environment,
 ) -> anyhow::Result<Report> {
     let ticks = ClockTicks::read();
+    let background_cores = background_busy_cores(ticks).await?;
+    if background_cores > BUSY_MACHINE_CORES {
+        eprintln!(
+            "warning: other programs keep {background_cores:.1} cores busy before the run, so \
+             the figures will be lower than on an idle machine"
+        );
+    }
     eprintln!("bench: starting {} serve", server_binary.display());
     let server = ServerProcess::start(server_binary, environment).await?;
     let base_url = server.base_url.clone();
@@ -146,6 +160,9 @@ async fn run(
         .first()
         .map(|sender| sender.conversation_id)
         .context("no sender was prepared")?;
+    // Registration hashes passwords with argon2id, whose buffers the allocator may keep. The
+    // memory before the load separates that from what sending costs.
+    let server_rss_after_setup = resident_bytes(&server_pid.to_string())?;
 
     let mut watch = match options.backend {
         Backend::Nats => {
@@ -205,7 +222,12 @@ async fn run(
         );
     }
     let server_log = server.log_lines();
-    let http = HttpFigures::new(options, &load, &lag, server_peak_rss, client_peak_rss, cpu);
+    let memory = MemoryFigures {
+        server_rss_after_setup_bytes: server_rss_after_setup,
+        server_peak_rss_bytes: server_peak_rss,
+        client_peak_rss_bytes: client_peak_rss,
+    };
+    let http = HttpFigures::new(options, &load, &lag, &memory, cpu);
 
     let raw_append = if options.runs_raw_append() {
         let names = &environment.names;
@@ -240,7 +262,7 @@ async fn run(
     Ok(Report {
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: git_commit(),
-        machine: Machine::describe(),
+        machine: Machine::describe(background_cores),
         settings: Settings::from_options(options),
         http,
         raw_append,

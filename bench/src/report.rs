@@ -34,10 +34,12 @@ pub struct Machine {
     pub cores: u64,
     pub memory_gib: f64,
     pub kernel: String,
+    /// Cores that other programs kept busy during the seconds before the server started.
+    pub busy_cores_before_run: f64,
 }
 
 impl Machine {
-    pub fn describe() -> Machine {
+    pub fn describe(busy_cores_before_run: f64) -> Machine {
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
         let memory_kib = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -62,6 +64,7 @@ impl Machine {
             cores,
             memory_gib: memory_kib as f64 / (1024.0 * 1024.0),
             kernel,
+            busy_cores_before_run,
         }
     }
 }
@@ -154,6 +157,8 @@ pub struct HttpFigures {
     /// Successful sends without a readable `X-Event-Position`; not in the lag percentiles.
     pub missing_event_position: u64,
     pub listener_reconnects: u64,
+    /// The server's resident memory after registration and before the load.
+    pub server_rss_after_setup_mib: f64,
     pub server_peak_rss_mib: f64,
     pub client_peak_rss_mib: f64,
     /// CPU time inside the measured window.
@@ -165,8 +170,7 @@ impl HttpFigures {
         options: &Options,
         load: &LoadOutcome,
         lag: &ProjectionLag,
-        server_peak_rss_bytes: u64,
-        client_peak_rss_bytes: u64,
+        memory: &MemoryFigures,
         cpu: CpuSplit,
     ) -> HttpFigures {
         let sends = load.successful_sends();
@@ -181,11 +185,19 @@ impl HttpFigures {
             projected_before_response: lag.projected_before_response,
             missing_event_position: load.missing_position,
             listener_reconnects: lag.listener_reconnects,
-            server_peak_rss_mib: mebibytes(server_peak_rss_bytes),
-            client_peak_rss_mib: mebibytes(client_peak_rss_bytes),
+            server_rss_after_setup_mib: mebibytes(memory.server_rss_after_setup_bytes),
+            server_peak_rss_mib: mebibytes(memory.server_peak_rss_bytes),
+            client_peak_rss_mib: mebibytes(memory.client_peak_rss_bytes),
             cpu,
         }
     }
+}
+
+/// Memory read from `/proc`, in bytes.
+pub struct MemoryFigures {
+    pub server_rss_after_setup_bytes: u64,
+    pub server_peak_rss_bytes: u64,
+    pub client_peak_rss_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -242,8 +254,12 @@ impl Report {
         );
         let _ = writeln!(
             text,
-            "machine: {} cores, {:.1} GiB, Linux {}\n",
-            self.machine.cores, self.machine.memory_gib, self.machine.kernel
+            "machine: {} cores, {:.1} GiB, Linux {}, {:.2} cores busy with other programs before \
+             the run\n",
+            self.machine.cores,
+            self.machine.memory_gib,
+            self.machine.kernel,
+            self.machine.busy_cores_before_run
         );
         let _ = writeln!(text, "HTTP  POST /v1/messages");
         let _ = writeln!(text, "  sends              {}", http.sends);
@@ -283,8 +299,9 @@ impl Report {
         );
         let _ = writeln!(
             text,
-            "  peak RSS           server {:.1} MiB, client {:.1} MiB",
-            http.server_peak_rss_mib, http.client_peak_rss_mib
+            "  memory             server peak RSS {:.1} MiB ({:.1} MiB after setup), client \
+             peak RSS {:.1} MiB",
+            http.server_peak_rss_mib, http.server_rss_after_setup_mib, http.client_peak_rss_mib
         );
         let _ = writeln!(text, "  CPU s              {}", cpu_line(&http.cpu, true));
 

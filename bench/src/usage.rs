@@ -4,7 +4,7 @@
 //! from `/proc/stat`. Two snapshots around the measured window give how the cores were shared.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -34,19 +34,29 @@ impl ClockTicks {
 
 /// Returns a process's peak resident memory in bytes; `pid` is a number or `self`.
 pub fn peak_resident_bytes(pid: &str) -> anyhow::Result<u64> {
+    memory_field_bytes(pid, "VmHWM")
+}
+
+/// Returns a process's current resident memory in bytes; `pid` is a number or `self`.
+pub fn resident_bytes(pid: &str) -> anyhow::Result<u64> {
+    memory_field_bytes(pid, "VmRSS")
+}
+
+/// Reads a field given in kB from `/proc/<pid>/status`.
+fn memory_field_bytes(pid: &str, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status =
         std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
     let line = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .with_context(|| format!("{path} has no VmHWM line"))?;
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("{path} has no {field} line"))?;
     let kibibytes: u64 = line
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("invalid VmHWM line in {path}: {line:?}"))?;
+        .with_context(|| format!("invalid {field} line in {path}: {line:?}"))?;
     Ok(kibibytes * 1024)
 }
 
@@ -151,6 +161,19 @@ impl CpuSnapshot {
     }
 }
 
+/// Measures how many cores other programs keep busy while the benchmark itself is idle, so a
+/// reader can tell whether the figures had the machine to themselves.
+pub async fn background_busy_cores(ticks: ClockTicks) -> anyhow::Result<f64> {
+    let before = CpuSnapshot::take(None)?;
+    tokio::time::sleep(BACKGROUND_SAMPLE).await;
+    let after = CpuSnapshot::take(None)?;
+    let split = CpuSplit::between(&before, &after, ticks);
+    Ok(split.busy_seconds() / split.wall_seconds)
+}
+
+/// The sampling time of [`background_busy_cores`].
+const BACKGROUND_SAMPLE: Duration = Duration::from_secs(2);
+
 /// CPU seconds spent between two snapshots, split by process.
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuSplit {
@@ -170,6 +193,15 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
+    /// Returns the machine's busy time across all cores.
+    pub fn busy_seconds(&self) -> f64 {
+        self.server_seconds
+            + self.client_seconds
+            + self.nats_server_seconds
+            + self.postgres_seconds
+            + self.other_seconds
+    }
+
     pub fn between(before: &CpuSnapshot, after: &CpuSnapshot, ticks: ClockTicks) -> CpuSplit {
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64);
         let seconds = |count: u64| ticks.seconds(count);
