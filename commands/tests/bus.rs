@@ -1,5 +1,5 @@
-//! The command bus against the embedded log: stale caches across nodes, concurrent commands,
-//! snapshots, lost acknowledgements and the bounded cache.
+//! The command bus on both logs: stale caches across nodes, concurrent commands, snapshots,
+//! lost acknowledgements and the bounded cache.
 
 mod common;
 
@@ -14,9 +14,7 @@ use secureconnect_commands::conversation::{Conversation, ConversationError};
 use secureconnect_commands::session::{Session, SessionCommand};
 use secureconnect_commands::{BusOptions, CommandBus, CommandError};
 use secureconnect_events::domain::{ConversationEvent, RecordedEvent, SessionRevocationReason};
-use secureconnect_events::{
-    AggregateId, AggregateType, EventLog, LogError, Snapshot, SnapshotStore, StreamId,
-};
+use secureconnect_events::{AggregateId, AggregateType, LogError, Snapshot, StreamId};
 use uuid::Uuid;
 
 fn conversation_stream(conversation_id: Uuid) -> StreamId {
@@ -36,9 +34,7 @@ async fn send(
     .await
 }
 
-#[tokio::test]
-async fn stale_cache_conflicts_then_succeeds() {
-    let store = TestStore::open().await;
+async fn stale_cache_conflicts_then_succeeds(store: &TestStore) {
     let first_node = store.bus();
     let second_node = store.bus();
     let (conversation_id, creator_id, member_id) = new_conversation(&first_node).await;
@@ -73,9 +69,9 @@ async fn stale_cache_conflicts_then_succeeds() {
     assert_eq!(sequences, vec![1, 2, 3]);
 }
 
-#[tokio::test]
-async fn conflict_returned_after_max_attempts() {
-    let store = TestStore::open().await;
+on_both_backends!(stale_cache_conflicts_then_succeeds);
+
+async fn conflict_returned_after_max_attempts(store: &TestStore) {
     let first_node = store.bus();
     let second_node = store.bus_with(BusOptions {
         max_attempts: 1,
@@ -103,10 +99,10 @@ async fn conflict_returned_after_max_attempts() {
     assert_eq!(events.len(), 2, "the losing command must append nothing");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_sends_from_two_nodes_all_land() {
+on_both_backends!(conflict_returned_after_max_attempts);
+
+async fn concurrent_sends_from_two_nodes_all_land(store: &TestStore) {
     const SENDS_PER_NODE: usize = 25;
-    let store = TestStore::open().await;
     let nodes = [store.bus(), store.bus()];
     let (conversation_id, creator_id, member_id) = new_conversation(&nodes[0]).await;
     within(nodes[1].load::<Conversation>(AggregateId::from_uuid(conversation_id)))
@@ -164,10 +160,10 @@ async fn concurrent_sends_from_two_nodes_all_land() {
     assert_eq!(stored_ids, sent_ids, "every message is stored exactly once");
 }
 
-#[tokio::test]
-async fn snapshot_saved_and_fresh_node_reads_tail() {
+on_both_backends!(concurrent_sends_from_two_nodes_all_land, multi_thread);
+
+async fn snapshot_saved_and_fresh_node_reads_tail(store: &TestStore) {
     const MESSAGES: u64 = 505;
-    let store = TestStore::open().await;
     let writer = store.bus();
     let (conversation_id, creator_id, _) = new_conversation(&writer).await;
     for _ in 0..MESSAGES {
@@ -188,12 +184,7 @@ async fn snapshot_saved_and_fresh_node_reads_tail() {
     assert_eq!(snapshot.version.sequence, 500);
     assert_eq!(snapshot.state_version, 1);
 
-    let recording = RecordingLog::new(store.log.clone(), AppendFault::None);
-    let fresh_node = CommandBus::new(
-        recording.clone(),
-        Arc::new(store.snapshots.clone()),
-        BusOptions::default(),
-    );
+    let (recording, fresh_node) = store.recording_bus(AppendFault::None);
     let (conversation, version) =
         within(fresh_node.load::<Conversation>(AggregateId::from_uuid(conversation_id)))
             .await
@@ -207,9 +198,9 @@ async fn snapshot_saved_and_fresh_node_reads_tail() {
     assert_eq!(reads[0].returned_events, (MESSAGES + 1 - 500) as usize);
 }
 
-#[tokio::test]
-async fn snapshot_of_other_layout_is_ignored() {
-    let store = TestStore::open().await;
+on_both_backends!(snapshot_saved_and_fresh_node_reads_tail);
+
+async fn snapshot_of_other_layout_is_ignored(store: &TestStore) {
     let writer = store.bus();
     let (conversation_id, creator_id, _) = new_conversation(&writer).await;
     send(&writer, conversation_id, creator_id).await.unwrap();
@@ -228,12 +219,7 @@ async fn snapshot_of_other_layout_is_ignored() {
     .await
     .unwrap();
 
-    let recording = RecordingLog::new(store.log.clone(), AppendFault::None);
-    let fresh_node = CommandBus::new(
-        recording.clone(),
-        Arc::new(store.snapshots.clone()),
-        BusOptions::default(),
-    );
+    let (recording, fresh_node) = store.recording_bus(AppendFault::None);
     let (conversation, _) =
         within(fresh_node.load::<Conversation>(AggregateId::from_uuid(conversation_id)))
             .await
@@ -247,18 +233,13 @@ async fn snapshot_of_other_layout_is_ignored() {
     );
 }
 
-#[tokio::test]
-async fn lost_acknowledgement_is_retried_once() {
-    let store = TestStore::open().await;
+on_both_backends!(snapshot_of_other_layout_is_ignored);
+
+async fn lost_acknowledgement_is_retried_once(store: &TestStore) {
     let setup = store.bus();
     let (conversation_id, creator_id, _) = new_conversation(&setup).await;
 
-    let recording = RecordingLog::new(store.log.clone(), AppendFault::LoseFirstAcknowledgement);
-    let node = CommandBus::new(
-        recording.clone(),
-        Arc::new(store.snapshots.clone()),
-        BusOptions::default(),
-    );
+    let (recording, node) = store.recording_bus(AppendFault::LoseFirstAcknowledgement);
     let executed = send(&node, conversation_id, creator_id).await.unwrap();
 
     let commit_ids = recording.append_commit_ids();
@@ -278,18 +259,13 @@ async fn lost_acknowledgement_is_retried_once() {
     assert_eq!(events.len(), 2, "the message is stored once");
 }
 
-#[tokio::test]
-async fn unavailable_log_fails_after_one_retry() {
-    let store = TestStore::open().await;
+on_both_backends!(lost_acknowledgement_is_retried_once);
+
+async fn unavailable_log_fails_after_one_retry(store: &TestStore) {
     let setup = store.bus();
     let (conversation_id, creator_id, _) = new_conversation(&setup).await;
 
-    let recording = RecordingLog::new(store.log.clone(), AppendFault::AlwaysUnavailable);
-    let node = CommandBus::new(
-        recording.clone(),
-        Arc::new(store.snapshots.clone()),
-        BusOptions::default(),
-    );
+    let (recording, node) = store.recording_bus(AppendFault::AlwaysUnavailable);
     let error = send(&node, conversation_id, creator_id).await.unwrap_err();
 
     assert!(
@@ -306,9 +282,9 @@ async fn unavailable_log_fails_after_one_retry() {
     assert_eq!(executed.version.sequence, 2);
 }
 
-#[tokio::test]
-async fn load_reflects_appends_from_other_node() {
-    let store = TestStore::open().await;
+on_both_backends!(unavailable_log_fails_after_one_retry);
+
+async fn load_reflects_appends_from_other_node(store: &TestStore) {
     let first_node = store.bus();
     let second_node = store.bus();
     let session_id = Uuid::new_v4();
@@ -358,9 +334,9 @@ async fn load_reflects_appends_from_other_node() {
     assert_eq!(current.revocation(), Some(SessionRevocationReason::Logout));
 }
 
-#[tokio::test]
-async fn command_without_events_appends_nothing() {
-    let store = TestStore::open().await;
+on_both_backends!(load_reflects_appends_from_other_node);
+
+async fn command_without_events_appends_nothing(store: &TestStore) {
     let bus = store.bus();
     let session_id = Uuid::new_v4();
     let session = AggregateId::from_uuid(session_id);
@@ -394,9 +370,9 @@ async fn command_without_events_appends_nothing() {
     assert_eq!(repeated.version.sequence, 2);
 }
 
-#[tokio::test]
-async fn domain_error_appends_nothing() {
-    let store = TestStore::open().await;
+on_both_backends!(command_without_events_appends_nothing);
+
+async fn domain_error_appends_nothing(store: &TestStore) {
     let bus = store.bus();
     let (conversation_id, _, _) = new_conversation(&bus).await;
     let head_before = within(store.log.head_position()).await.unwrap();
@@ -415,9 +391,9 @@ async fn domain_error_appends_nothing() {
     );
 }
 
-#[tokio::test]
-async fn cache_stays_within_capacity() {
-    let store = TestStore::open().await;
+on_both_backends!(domain_error_appends_nothing);
+
+async fn cache_stays_within_capacity(store: &TestStore) {
     let bus = store.bus_with(BusOptions {
         cache_capacity: NonZeroUsize::new(2).unwrap(),
         ..BusOptions::default()
@@ -435,9 +411,9 @@ async fn cache_stays_within_capacity() {
     assert_eq!(bus.cached_aggregates(), 2);
 }
 
-#[tokio::test]
-async fn missing_aggregates_are_not_cached() {
-    let store = TestStore::open().await;
+on_both_backends!(cache_stays_within_capacity);
+
+async fn missing_aggregates_are_not_cached(store: &TestStore) {
     let bus = store.bus();
 
     let (conversation, version) =
@@ -456,3 +432,5 @@ async fn missing_aggregates_are_not_cached() {
     );
     assert_eq!(bus.cached_aggregates(), 0);
 }
+
+on_both_backends!(missing_aggregates_are_not_cached);

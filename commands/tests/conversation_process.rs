@@ -1,4 +1,4 @@
-//! Opening a conversation against the embedded log: participants must be registered users.
+//! Opening a conversation on both logs: participants must be registered users.
 
 mod common;
 
@@ -25,9 +25,7 @@ fn open(creator_id: Uuid, participant_ids: Vec<Uuid>) -> OpenConversation {
     }
 }
 
-#[tokio::test]
-async fn registered_participants_open_conversation() {
-    let store = TestStore::open().await;
+async fn registered_participants_open_conversation(store: &TestStore) {
     let bus = store.bus();
     let creator_id = registered_user(&bus).await;
     let member_id = registered_user(&bus).await;
@@ -57,9 +55,9 @@ async fn registered_participants_open_conversation() {
     assert_eq!(loaded.participants().len(), 2);
 }
 
-#[tokio::test]
-async fn unknown_participant_is_named() {
-    let store = TestStore::open().await;
+on_both_backends!(registered_participants_open_conversation);
+
+async fn unknown_participant_is_named(store: &TestStore) {
     let bus = store.bus();
     let creator_id = registered_user(&bus).await;
     let member_id = registered_user(&bus).await;
@@ -83,9 +81,9 @@ async fn unknown_participant_is_named() {
     assert!(store.read_stream(&stream).await.is_empty());
 }
 
-#[tokio::test]
-async fn repeated_participant_rejected_before_lookup() {
-    let store = TestStore::open().await;
+on_both_backends!(unknown_participant_is_named);
+
+async fn repeated_participant_rejected_before_lookup(store: &TestStore) {
     let bus = store.bus();
     let creator_id = registered_user(&bus).await;
     // The stranger would be reported as unknown if users were looked up first.
@@ -109,9 +107,9 @@ async fn repeated_participant_rejected_before_lookup() {
     );
 }
 
-#[tokio::test]
-async fn existing_conversation_id_is_rejected() {
-    let store = TestStore::open().await;
+on_both_backends!(repeated_participant_rejected_before_lookup);
+
+async fn existing_conversation_id_is_rejected(store: &TestStore) {
     let bus = store.bus();
     let creator_id = registered_user(&bus).await;
     let member_id = registered_user(&bus).await;
@@ -132,3 +130,5 @@ async fn existing_conversation_id_is_rejected() {
         "{error:?}"
     );
 }
+
+on_both_backends!(existing_conversation_id_is_rejected);

@@ -1,4 +1,4 @@
-//! Registration and login lookup against the embedded log: uniqueness through claims,
+//! Registration and login lookup on both logs: uniqueness through claims,
 //! compensation, and the takeover of claims left by stalled registrations.
 
 mod common;
@@ -75,9 +75,7 @@ async fn stalled_claim(
     .unwrap();
 }
 
-#[tokio::test]
-async fn registration_claims_values_and_registers() {
-    let store = TestStore::open().await;
+async fn registration_claims_values_and_registers(store: &TestStore) {
     let bus = store.bus();
 
     let registered = within(register_user(
@@ -88,12 +86,12 @@ async fn registration_claims_values_and_registers() {
     .await
     .unwrap();
 
-    let email_claims = claim_events(&store, &email_stream("ada@example.com")).await;
+    let email_claims = claim_events(store, &email_stream("ada@example.com")).await;
     assert!(
         matches!(&email_claims[..], [ClaimEvent::KeyClaimed(claimed)] if claimed.owner_id == registered.user_id),
         "{email_claims:?}"
     );
-    let username_claims = claim_events(&store, &username_stream("ada_l")).await;
+    let username_claims = claim_events(store, &username_stream("ada_l")).await;
     assert!(
         matches!(&username_claims[..], [ClaimEvent::KeyClaimed(claimed)] if claimed.owner_id == registered.user_id),
         "{username_claims:?}"
@@ -104,9 +102,9 @@ async fn registration_claims_values_and_registers() {
     assert_eq!(events[0].position, registered.position);
 }
 
-#[tokio::test]
-async fn login_lookup_finds_registered_user() {
-    let store = TestStore::open().await;
+on_both_backends!(registration_claims_values_and_registers);
+
+async fn login_lookup_finds_registered_user(store: &TestStore) {
     let bus = store.bus();
     let registered = within(register_user(
         &bus,
@@ -139,10 +137,10 @@ async fn login_lookup_finds_registered_user() {
     assert!(missing.is_none());
 }
 
-#[tokio::test]
-async fn login_lookup_ignores_unfinished_registration() {
-    let store = TestStore::open().await;
-    stalled_claim(&store, "half@example.com", Uuid::new_v4(), base_time()).await;
+on_both_backends!(login_lookup_finds_registered_user);
+
+async fn login_lookup_ignores_unfinished_registration(store: &TestStore) {
+    stalled_claim(store, "half@example.com", Uuid::new_v4(), base_time()).await;
 
     let found = within(find_user_by_email(
         &store.bus(),
@@ -154,10 +152,10 @@ async fn login_lookup_ignores_unfinished_registration() {
     assert!(found.is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_registrations_same_email_one_wins() {
+on_both_backends!(login_lookup_ignores_unfinished_registration);
+
+async fn concurrent_registrations_same_email_one_wins(store: &TestStore) {
     const ATTEMPTS: usize = 8;
-    let store = TestStore::open().await;
     let nodes = [store.bus(), store.bus()];
 
     let mut tasks = Vec::new();
@@ -193,7 +191,7 @@ async fn concurrent_registrations_same_email_one_wins() {
     // Every loser stopped at step 1, so no other username was claimed.
     for index in 0..ATTEMPTS {
         let username = format!("racer_{index}");
-        let claims = claim_events(&store, &username_stream(&username)).await;
+        let claims = claim_events(store, &username_stream(&username)).await;
         if username == found.username {
             assert_eq!(claims.len(), 1, "{username}: {claims:?}");
         } else {
@@ -202,9 +200,9 @@ async fn concurrent_registrations_same_email_one_wins() {
     }
 }
 
-#[tokio::test]
-async fn username_taken_releases_email_claim() {
-    let store = TestStore::open().await;
+on_both_backends!(concurrent_registrations_same_email_one_wins, multi_thread);
+
+async fn username_taken_releases_email_claim(store: &TestStore) {
     let bus = store.bus();
     within(register_user(
         &bus,
@@ -227,7 +225,7 @@ async fn username_taken_releases_email_claim() {
         "{error:?}"
     );
 
-    let claims = claim_events(&store, &email_stream("second@example.com")).await;
+    let claims = claim_events(store, &email_stream("second@example.com")).await;
     assert!(
         matches!(
             &claims[..],
@@ -247,9 +245,9 @@ async fn username_taken_releases_email_claim() {
     .unwrap();
 }
 
-#[tokio::test]
-async fn email_taken_by_registered_user() {
-    let store = TestStore::open().await;
+on_both_backends!(username_taken_releases_email_claim);
+
+async fn email_taken_by_registered_user(store: &TestStore) {
     let bus = store.bus();
     let first = within(register_user(
         &bus,
@@ -270,22 +268,22 @@ async fn email_taken_by_registered_user() {
     .unwrap_err();
 
     assert!(matches!(error, RegistrationError::EmailTaken), "{error:?}");
-    let events = user_events(&store, first.user_id).await;
+    let events = user_events(store, first.user_id).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(matches!(events[0], UserEvent::UserRegistered(_)));
-    let claims = claim_events(&store, &email_stream("owner@example.com")).await;
+    let claims = claim_events(store, &email_stream("owner@example.com")).await;
     assert_eq!(claims.len(), 1, "{claims:?}");
 }
 
-#[tokio::test]
-async fn stalled_claim_taken_over_after_grace() {
-    let store = TestStore::open().await;
+on_both_backends!(email_taken_by_registered_user);
+
+async fn stalled_claim_taken_over_after_grace(store: &TestStore) {
     let bus = store.bus_with(BusOptions {
         claim_grace_period: Duration::from_secs(5 * 60),
         ..BusOptions::default()
     });
     let crashed_user = Uuid::new_v4();
-    stalled_claim(&store, "stuck@example.com", crashed_user, base_time()).await;
+    stalled_claim(store, "stuck@example.com", crashed_user, base_time()).await;
 
     // Within the grace period the crashed registration might still be running.
     let early = within(register_user(
@@ -300,7 +298,7 @@ async fn stalled_claim_taken_over_after_grace() {
     .await
     .unwrap_err();
     assert!(matches!(early, RegistrationError::EmailTaken), "{early:?}");
-    assert!(user_events(&store, crashed_user).await.is_empty());
+    assert!(user_events(store, crashed_user).await.is_empty());
 
     let registered = within(register_user(
         &bus,
@@ -314,12 +312,12 @@ async fn stalled_claim_taken_over_after_grace() {
     .await
     .unwrap();
 
-    let crashed_events = user_events(&store, crashed_user).await;
+    let crashed_events = user_events(store, crashed_user).await;
     assert!(
         matches!(&crashed_events[..], [UserEvent::RegistrationAbandoned(abandoned)] if abandoned.user_id == crashed_user),
         "{crashed_events:?}"
     );
-    let claims = claim_events(&store, &email_stream("stuck@example.com")).await;
+    let claims = claim_events(store, &email_stream("stuck@example.com")).await;
     match claims.last() {
         Some(ClaimEvent::KeyClaimed(claimed)) => {
             assert_eq!(claimed.owner_id, registered.user_id);
@@ -351,3 +349,5 @@ async fn stalled_claim_taken_over_after_grace() {
         "{resumed:?}"
     );
 }
+
+on_both_backends!(stalled_claim_taken_over_after_grace);

@@ -1,6 +1,9 @@
-//! Helpers for the bus and process tests: a fresh embedded log per test in a temporary folder,
-//! buses over it, a log wrapper that records reads and can lose append acknowledgements, and
-//! builders for common commands.
+//! Helpers for the bus and process tests. Each test gets a fresh event log: an embedded log in
+//! a temporary folder, or a JetStream stream with random names. The helpers build buses over
+//! it, wrap it in a log that records reads and can lose append acknowledgements, and build
+//! common commands.
+//!
+//! Each scenario runs on both backends through [`on_both_backends!`].
 
 #![allow(dead_code)]
 
@@ -17,13 +20,17 @@ use secureconnect_commands::input::{
 use secureconnect_commands::registration::{NewRegistration, register_user};
 use secureconnect_commands::{BusOptions, CommandBus};
 use secureconnect_events::domain::{ConversationType, MessageType};
-use secureconnect_events::embedded::{EmbeddedLog, EmbeddedSnapshotStore};
+use secureconnect_events::embedded::EmbeddedLog;
 use secureconnect_events::{
     AggregateId, AppendError, Appended, Commit, CommitMetadata, EventEnvelope, EventFeed, EventLog,
-    FeedFilter, FeedStart, LogError, StreamId, StreamVersion,
+    FeedFilter, FeedStart, LogError, SnapshotStore, StreamId, StreamVersion,
 };
+use secureconnect_nats::{JetStreamBackend, JetStreamConfig};
 use tempfile::TempDir;
 use uuid::Uuid;
+
+/// The NATS server the JetStream variants use; it must run with JetStream enabled.
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 
 /// How long any single awaited step of a test may take before the test fails.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,25 +42,86 @@ pub async fn within<F: Future>(future: F) -> F::Output {
         .expect("a test step timed out")
 }
 
-/// An embedded log in its own temporary folder. Dropping it removes the folder, also when the
-/// test panics.
+/// Defines a module named after a scenario with one test per backend, `embedded` and
+/// `jetstream`, each calling `scenario(&TestStore)`. Pass `multi_thread` for scenarios that
+/// need two worker threads.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn embedded() {
+                super::$scenario(&super::TestStore::embedded().await).await;
+            }
+
+            #[tokio::test]
+            async fn jetstream() {
+                super::$scenario(&super::TestStore::jetstream().await).await;
+            }
+        }
+    };
+    ($scenario:ident, multi_thread) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$scenario(&super::TestStore::embedded().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn jetstream() {
+                super::$scenario(&super::TestStore::jetstream().await).await;
+            }
+        }
+    };
+}
+
+/// A fresh event log and snapshot store. Dropping it removes what it created (the temporary
+/// folder, or the JetStream stream and buckets), also when the test panics.
 pub struct TestStore {
-    pub log: EmbeddedLog,
-    pub snapshots: EmbeddedSnapshotStore,
-    _folder: TempDir,
+    pub log: Arc<dyn EventLog>,
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Declared last so that it runs after the log's handles are dropped.
+    _cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Folder(TempDir),
+    JetStream(JetStreamCleanup),
 }
 
 impl TestStore {
-    pub async fn open() -> TestStore {
+    pub async fn embedded() -> TestStore {
         let folder = tempfile::tempdir().expect("failed to create a temporary folder");
         let log = within(EmbeddedLog::open(&folder.path().join("events.sqlite")))
             .await
             .expect("failed to open the embedded log");
-        let snapshots = log.snapshot_store();
         TestStore {
-            log,
-            snapshots,
-            _folder: folder,
+            snapshots: Arc::new(log.snapshot_store()),
+            log: Arc::new(log),
+            _cleanup: Cleanup::Folder(folder),
+        }
+    }
+
+    /// Connects to NATS on a stream and buckets with random names, failing the test loudly
+    /// when NATS is missing.
+    pub async fn jetstream() -> TestStore {
+        let id = Uuid::new_v4().simple().to_string();
+        let config = JetStreamConfig {
+            url: NATS_URL.to_owned(),
+            stream_name: format!("SC_COMMANDS_TEST_{id}"),
+            subject_prefix: format!("sccommands_{id}.events"),
+            ephemeral_prefix: format!("sccommands_{id}.ephemeral"),
+            replicas: 1,
+            request_timeout: Duration::from_secs(5),
+        };
+        let cleanup = JetStreamCleanup {
+            config: config.clone(),
+        };
+        let backend = connect_jetstream(config).await;
+        TestStore {
+            log: Arc::new(backend.event_log()),
+            snapshots: Arc::new(backend.snapshot_store()),
+            _cleanup: Cleanup::JetStream(cleanup),
         }
     }
 
@@ -64,10 +132,21 @@ impl TestStore {
 
     pub fn bus_with(&self, options: BusOptions) -> Arc<CommandBus> {
         Arc::new(CommandBus::new(
-            Arc::new(self.log.clone()),
-            Arc::new(self.snapshots.clone()),
+            Arc::clone(&self.log),
+            Arc::clone(&self.snapshots),
             options,
         ))
+    }
+
+    /// Creates a bus whose log is wrapped in a [`RecordingLog`].
+    pub fn recording_bus(&self, fault: AppendFault) -> (Arc<RecordingLog>, CommandBus) {
+        let recording = RecordingLog::new(Arc::clone(&self.log), fault);
+        let bus = CommandBus::new(
+            recording.clone(),
+            Arc::clone(&self.snapshots),
+            BusOptions::default(),
+        );
+        (recording, bus)
     }
 
     pub async fn read_stream(&self, stream: &StreamId) -> Vec<EventEnvelope> {
@@ -78,7 +157,67 @@ impl TestStore {
     }
 }
 
-/// What [`RecordingLog`] does with appends.
+/// Connects a JetStream backend.
+///
+/// NOTE: nats-server 2.9.10 removes an account's storage directory when its last stream is
+/// deleted, and a stream created at that moment fails with "error creating store for stream"
+/// (error code 10049). Tests delete and create streams in parallel, so that one error is
+/// retried a few times. Any other error fails the test at once.
+async fn connect_jetstream(config: JetStreamConfig) -> JetStreamBackend {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        match within(JetStreamBackend::connect(config.clone())).await {
+            Ok(backend) => return backend,
+            Err(error) if attempt < ATTEMPTS && error.to_string().contains("10049") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!(
+                "failed to connect to NATS with JetStream at {NATS_URL}: {error}. Start \
+                 nats-server with JetStream enabled (nats-server -js)"
+            ),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// Deletes a test's JetStream stream and buckets when dropped.
+struct JetStreamCleanup {
+    config: JetStreamConfig,
+}
+
+impl Drop for JetStreamCleanup {
+    /// Deletes on a thread of its own with its own runtime, because `Drop` cannot await and
+    /// the test's runtime may be single-threaded and blocked here.
+    #[allow(
+        clippy::print_stderr,
+        reason = "a failed cleanup must not panic inside Drop"
+    )]
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("failed to build a cleanup runtime");
+            runtime.block_on(async {
+                tokio::time::timeout(STEP_TIMEOUT, async {
+                    let backend = JetStreamBackend::connect(config).await?;
+                    backend.delete_all().await
+                })
+                .await
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => eprintln!("test cleanup failed: {error}"),
+            Ok(Err(_)) => eprintln!("test cleanup timed out after {STEP_TIMEOUT:?}"),
+            Err(_) => eprintln!("test cleanup panicked"),
+        }
+    }
+}
+
+/// The behavior of [`RecordingLog`] on appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendFault {
     None,
@@ -100,14 +239,14 @@ pub struct StreamRead {
 /// A wrapper around a real log that records stream reads and append commit ids, and can
 /// inject an append failure. Everything else goes to the real log.
 pub struct RecordingLog {
-    inner: EmbeddedLog,
+    inner: Arc<dyn EventLog>,
     fault: AppendFault,
     pub reads: Mutex<Vec<StreamRead>>,
     pub append_commit_ids: Mutex<Vec<Uuid>>,
 }
 
 impl RecordingLog {
-    pub fn new(inner: EmbeddedLog, fault: AppendFault) -> Arc<RecordingLog> {
+    pub fn new(inner: Arc<dyn EventLog>, fault: AppendFault) -> Arc<RecordingLog> {
         Arc::new(RecordingLog {
             inner,
             fault,
