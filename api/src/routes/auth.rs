@@ -104,7 +104,10 @@ async fn register(
             RegistrationError::UsernameTaken => {
                 ApiError::Conflict("username already taken".to_owned())
             }
-            RegistrationError::Rejected(rejection) => ApiError::Internal(rejection.into()),
+            // The registration stalled past the grace period and another one fenced it off.
+            RegistrationError::Rejected(_) => ApiError::Conflict(
+                "registration was interrupted by a concurrent registration; retry".to_owned(),
+            ),
             RegistrationError::Command(failure) => bus_failure(failure),
         })?;
 
