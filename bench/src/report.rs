@@ -163,6 +163,7 @@ pub struct HttpFigures {
     pub client_peak_rss_mib: f64,
     /// CPU time inside the measured window.
     pub cpu: CpuSplit,
+    pub cpu_micros_per_send: CpuPerOperation,
 }
 
 impl HttpFigures {
@@ -188,6 +189,7 @@ impl HttpFigures {
             server_rss_after_setup_mib: mebibytes(memory.server_rss_after_setup_bytes),
             server_peak_rss_mib: mebibytes(memory.server_peak_rss_bytes),
             client_peak_rss_mib: mebibytes(memory.client_peak_rss_bytes),
+            cpu_micros_per_send: CpuPerOperation::new(&cpu, sends),
             cpu,
         }
     }
@@ -212,6 +214,7 @@ pub struct RawAppendFigures {
     pub body_source: &'static str,
     /// CPU time inside the measured window; the server is stopped by then.
     pub cpu: CpuSplit,
+    pub cpu_micros_per_append: CpuPerOperation,
 }
 
 impl RawAppendFigures {
@@ -226,6 +229,41 @@ impl RawAppendFigures {
             body_bytes: outcome.body_bytes,
             body_source: outcome.body_source.as_str(),
             cpu: outcome.cpu.clone(),
+            cpu_micros_per_append: CpuPerOperation::new(&outcome.cpu, appends),
+        }
+    }
+}
+
+/// CPU microseconds per successful operation, by process. The total leaves out "other",
+/// which belongs to programs outside the benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuPerOperation {
+    pub server: f64,
+    pub client: f64,
+    pub nats_server: f64,
+    pub postgres: f64,
+    pub total: f64,
+}
+
+impl CpuPerOperation {
+    fn new(cpu: &CpuSplit, operations: u64) -> CpuPerOperation {
+        let per_operation = |seconds: f64| {
+            if operations == 0 {
+                0.0
+            } else {
+                seconds * 1e6 / operations as f64
+            }
+        };
+        let server = per_operation(cpu.server_seconds);
+        let client = per_operation(cpu.client_seconds);
+        let nats_server = per_operation(cpu.nats_server_seconds);
+        let postgres = per_operation(cpu.postgres_seconds);
+        CpuPerOperation {
+            server,
+            client,
+            nats_server,
+            postgres,
+            total: server + client + nats_server + postgres,
         }
     }
 }
@@ -304,6 +342,11 @@ impl Report {
             http.server_peak_rss_mib, http.server_rss_after_setup_mib, http.client_peak_rss_mib
         );
         let _ = writeln!(text, "  CPU s              {}", cpu_line(&http.cpu, true));
+        let _ = writeln!(
+            text,
+            "  CPU µs per send    {}",
+            per_operation_line(&http.cpu_micros_per_send, true)
+        );
 
         if let Some(raw) = &self.raw_append {
             let _ = writeln!(
@@ -328,6 +371,11 @@ impl Report {
                 latency_line(&raw.ack_latency_ms)
             );
             let _ = writeln!(text, "  CPU s              {}", cpu_line(&raw.cpu, false));
+            let _ = writeln!(
+                text,
+                "  CPU µs per append  {}",
+                per_operation_line(&raw.cpu_micros_per_append, false)
+            );
         }
         if let Some(ratio) = self.http_to_raw_append_ratio {
             let _ = writeln!(
@@ -373,6 +421,18 @@ fn lag_line(lag: &Percentiles) -> String {
     format!(
         "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
         lag.p50, lag.p99, lag.p99_9, lag.max, lag.mean
+    )
+}
+
+fn per_operation_line(cpu: &CpuPerOperation, with_server: bool) -> String {
+    let server = if with_server {
+        format!("server {:.0}, ", cpu.server)
+    } else {
+        String::new()
+    };
+    format!(
+        "{server}client {:.0}, nats-server {:.0}, postgres {:.0}, total {:.0}",
+        cpu.client, cpu.nats_server, cpu.postgres, cpu.total
     )
 }
 
