@@ -78,7 +78,7 @@ impl Application {
             Duration::from_secs(settings.auth.access_token_ttl_secs),
             Duration::from_secs(settings.auth.refresh_token_ttl_secs),
         )?);
-        let passwords = Arc::new(PasswordHasher::new(settings.auth.max_concurrent_hashes).await?);
+        let passwords = Arc::new(PasswordHasher::new(settings.auth.password_hash_workers).await?);
         let revoked_sessions = Arc::new(RevokedSessions::new(tokens.access_ttl()));
         let consistency = Arc::new(Consistency::new(
             backends.progress.clone(),

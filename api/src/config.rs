@@ -139,9 +139,9 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `aud` claim of issued tokens, checked on every request.
     pub audience: String,
-    /// Password hashes computed at once; further logins and registrations wait their turn, so
-    /// a burst of logins cannot starve the blocking thread pool.
-    pub max_concurrent_hashes: usize,
+    /// Threads that compute argon2id password hashes, each with about 19 MiB of working
+    /// memory. Logins and registrations beyond this many wait their turn.
+    pub password_hash_workers: usize,
 }
 
 impl Default for AuthSettings {
@@ -152,7 +152,7 @@ impl Default for AuthSettings {
             refresh_token_ttl_secs: 30 * 24 * 60 * 60,
             issuer: "secureconnect-auth".to_owned(),
             audience: "secureconnect-api".to_owned(),
-            max_concurrent_hashes: 4,
+            password_hash_workers: 2,
         }
     }
 }
