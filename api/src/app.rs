@@ -82,6 +82,7 @@ impl Application {
         let revoked_sessions = Arc::new(RevokedSessions::new(tokens.access_ttl()));
         let consistency = Arc::new(Consistency::new(
             backends.progress.clone(),
+            backends.log.clone(),
             settings.read_wait_timeout(),
         ));
         let state = AppState {
@@ -214,11 +215,12 @@ impl AppState {
             Err(error) => CheckResult::failed(format!("{error:#}")),
         };
         let projections = statuses.unwrap_or_default();
-        let max_lag = self.settings.consistency.ready_max_lag_events;
+        let max_lag_events = self.settings.consistency.ready_max_lag_events;
+        let max_lag_secs = self.settings.consistency.ready_max_lag_secs;
         let projections_caught_up = !projections.is_empty()
-            && projections
-                .iter()
-                .all(|status| status.lag_events <= max_lag);
+            && projections.iter().all(|status| {
+                status.lag_events <= max_lag_events && status.lag_seconds <= max_lag_secs
+            });
         let revocations_caught_up = self.revoked_sessions.is_caught_up();
         ReadinessReport {
             ready: event_log.ok && read_models.ok && projections_caught_up && revocations_caught_up,

@@ -163,8 +163,12 @@ pub struct ConsistencySettings {
     /// Milliseconds a query waits for the read models to reach the caller's last write (or
     /// `X-Min-Position`) before answering 503 with `Retry-After`.
     pub read_wait_timeout_ms: u64,
-    /// `/ready` reports not ready while a projection is more than this many events behind the log.
+    /// `/ready` reports not ready while a projection is more than this many log positions
+    /// behind the log's head.
     pub ready_max_lag_events: u64,
+    /// `/ready` reports not ready while the oldest event a projection has not applied is older
+    /// than this many seconds, which catches a stopped projector under light traffic.
+    pub ready_max_lag_secs: f64,
 }
 
 impl Default for ConsistencySettings {
@@ -172,6 +176,7 @@ impl Default for ConsistencySettings {
         ConsistencySettings {
             read_wait_timeout_ms: 2_000,
             ready_max_lag_events: 1_000,
+            ready_max_lag_secs: 5.0,
         }
     }
 }
@@ -287,7 +292,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("SECURECONNECT_").split("__"));
+        // Only `SECURECONNECT_<SECTION>__<KEY>` names are settings; others with the prefix,
+        // such as SECURECONNECT_CONFIG, belong to the command line or to the tests.
+        figment = figment.merge(
+            Env::prefixed("SECURECONNECT_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
@@ -379,6 +390,20 @@ mod tests {
         settings.nats.url = Some("nats://127.0.0.1:4222".to_owned());
         let error = settings.validate().unwrap_err().to_string();
         assert!(error.contains("postgres.url"), "{error}");
+    }
+
+    // figment's `Jail` fixes the closure's error type, which clippy finds large.
+    #[allow(clippy::result_large_err)]
+    #[test]
+    fn environment_names_without_section_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SECURECONNECT_CONFIG", "/nonexistent.toml");
+            jail.set_env("SECURECONNECT_TEST_NATS_URL", "nats://127.0.0.1:4222");
+            jail.set_env("SECURECONNECT_SERVER__LISTEN", "127.0.0.1:9999");
+            let settings = Settings::load(None).map_err(|error| error.to_string())?;
+            assert_eq!(settings.server.listen.port(), 9999);
+            Ok(())
+        });
     }
 
     #[test]

@@ -13,7 +13,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
 use crate::app::AppState;
@@ -76,9 +75,9 @@ pub fn build(state: AppState) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             settings.request_timeout(),
+            time_limit,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.server.max_body_bytes,
@@ -89,6 +88,23 @@ pub fn build(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware)
         .with_state(state)
+}
+
+/// Answers 503 in the envelope, with `Retry-After`, when a request takes longer than
+/// `server.request_timeout_secs`, for example because its body stalls.
+async fn time_limit(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "request timed out after {} seconds",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// Runs the request inside a span named after its matched route (never the raw path, which

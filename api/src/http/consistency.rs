@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
+use secureconnect_events::EventLog;
 use secureconnect_projections::ProjectionName;
 use uuid::Uuid;
 
@@ -27,14 +28,21 @@ pub struct Consistency {
     /// projection has passed it, so the map holds only users with writes still in flight.
     last_writes: DashMap<Uuid, u64>,
     progress: Arc<dyn ReadModelProgress>,
+    /// Tells an `X-Min-Position` that no projection can ever reach from one still on its way.
+    log: Arc<dyn EventLog>,
     timeout: Duration,
 }
 
 impl Consistency {
-    pub fn new(progress: Arc<dyn ReadModelProgress>, timeout: Duration) -> Consistency {
+    pub fn new(
+        progress: Arc<dyn ReadModelProgress>,
+        log: Arc<dyn EventLog>,
+        timeout: Duration,
+    ) -> Consistency {
         Consistency {
             last_writes: DashMap::new(),
             progress,
+            log,
             timeout,
         }
     }
@@ -59,8 +67,22 @@ impl Consistency {
             .and_then(|user_id| self.last_writes.get(&user_id).map(|entry| *entry))
             .unwrap_or(0);
         let required = explicit.unwrap_or(0).max(own);
-        if required == 0 {
+        if required == 0 || required <= self.progress.min_position() {
             return Ok(());
+        }
+        if let Some(explicit) = explicit
+            && explicit > own
+        {
+            let head = self
+                .log
+                .head_position()
+                .await
+                .map_err(|error| ApiError::BackendUnavailable(error.into()))?;
+            if explicit > head {
+                return Err(ApiError::validation(format!(
+                    "X-Min-Position {explicit} is beyond the log's last position {head}"
+                )));
+            }
         }
         if self
             .progress

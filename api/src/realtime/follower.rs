@@ -97,7 +97,7 @@ impl LogFollower {
                 if envelope.position > head_at_start
                     && self.hub.has_room(message.conversation_id) =>
             {
-                let frame = ChatFrame::from_message(&message).to_json();
+                let frame = ChatFrame::from_message(&message, envelope.position).to_json();
                 self.hub
                     .publish(message.conversation_id, Utf8Bytes::from(frame));
             }

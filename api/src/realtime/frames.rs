@@ -1,6 +1,6 @@
 //! The chat socket's JSON frames, flat as clients of the earlier backend expect:
 //! `{"type", "conversation_id", "sender_id", "message_id", "content", "is_encrypted",
-//! "message_type", "metadata", "timestamp"}`, the `error` frame the server sends back for a
+//! "message_type", "metadata", "timestamp"}` plus the message's log `position`, the `error` frame the server sends back for a
 //! frame it rejects, and the parsing of client frames.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -26,11 +26,15 @@ pub struct ChatFrame {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     pub timestamp: String,
+    /// The log position of a `chat` frame's message. A client passes it as `X-Min-Position`
+    /// to read the message over REST from any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl ChatFrame {
-    /// Builds the `chat` frame of a stored message, with its real id and time.
-    pub fn from_message(message: &MessageSent) -> ChatFrame {
+    /// Builds the `chat` frame of a stored message, with its real id, time and log position.
+    pub fn from_message(message: &MessageSent, position: u64) -> ChatFrame {
         ChatFrame {
             frame_type: "chat".to_owned(),
             conversation_id: message.conversation_id,
@@ -41,6 +45,7 @@ impl ChatFrame {
             message_type: Some(message.message_type.as_str().to_owned()),
             metadata: Some(message.metadata.clone()),
             timestamp: format_time(message.sent_at),
+            position: Some(position),
         }
     }
 
@@ -63,6 +68,7 @@ impl ChatFrame {
             message_type: None,
             metadata: None,
             timestamp: format_time(now),
+            position: None,
         }
     }
 

@@ -29,7 +29,8 @@ async fn get_me(
     let view = state
         .read_models
         .user(user.user_id)
-        .await?
+        .await
+        .map_err(ApiError::BackendUnavailable)?
         .ok_or_else(|| ApiError::not_found("user not found"))?;
     Ok(Envelope(view))
 }

@@ -240,3 +240,26 @@ async fn metadata_and_encryption_flag_round_trip(backend: TestBackend) {
     assert_eq!(message["content"], "Y2lwaGVydGV4dA==");
     assert_eq!(message["metadata"]["size"], 1024);
 }
+
+both_backends!(min_position_beyond_log_head_is_rejected);
+async fn min_position_beyond_log_head_is_rejected(backend: TestBackend) {
+    let app = spawn_app(backend).await;
+    let alice = app.register("alice").await;
+
+    for (value, status) in [
+        ("999999999", StatusCode::BAD_REQUEST),
+        ("-1", StatusCode::BAD_REQUEST),
+        ("abc", StatusCode::BAD_REQUEST),
+        ("1", StatusCode::OK),
+    ] {
+        let response = app
+            .client
+            .get(app.url("/v1/conversations"))
+            .bearer_auth(&alice.access_token)
+            .header("x-min-position", value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "X-Min-Position {value}");
+    }
+}

@@ -204,6 +204,7 @@ async fn member_receives_sent_message(backend: TestBackend) {
     assert_eq!(frame["content"], "hello bob");
     assert_eq!(frame["is_encrypted"], false);
     assert_eq!(frame["message_type"], "text");
+    assert_eq!(frame["position"].as_u64(), sent.event_position());
     let frame_time = parse_time(&frame["timestamp"]);
     let sent_at = parse_time(&sent.data()["sent_at"]);
     assert_eq!(frame_time.trunc_subsecs(6), sent_at.trunc_subsecs(6));

@@ -223,7 +223,7 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A conversation title: 1 to 100 characters after trimming.
+/// A conversation title: 1 to 100 characters after trimming, without control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConversationTitle(String);
 
@@ -231,7 +231,14 @@ impl ConversationTitle {
     pub const MAX_CHARACTERS: usize = 100;
 
     pub fn parse(value: &str) -> Result<ConversationTitle, InputError> {
-        let trimmed = trimmed_text("title", value, ConversationTitle::MAX_CHARACTERS)?;
+        const FIELD: &str = "title";
+        let trimmed = trimmed_text(FIELD, value, ConversationTitle::MAX_CHARACTERS)?;
+        if trimmed.chars().any(char::is_control) {
+            return Err(InputError::invalid(
+                FIELD,
+                "must not contain control characters",
+            ));
+        }
         Ok(ConversationTitle(trimmed.to_owned()))
     }
 
@@ -246,8 +253,9 @@ impl fmt::Display for ConversationTitle {
     }
 }
 
-/// A message body: non-empty and at most 64 KiB. The server never inspects it, because it may
-/// be ciphertext, so it is neither trimmed nor checked for characters.
+/// A message body: non-empty, at most 64 KiB and without NUL characters. The server does not
+/// otherwise inspect it, because it may be ciphertext, so it is not trimmed. NUL is rejected
+/// because PostgreSQL text cannot store it; clients send binary ciphertext base64-encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageContent(String);
 
@@ -266,6 +274,12 @@ impl MessageContent {
                 actual_bytes: value.len(),
             });
         }
+        if value.contains('\0') {
+            return Err(InputError::invalid(
+                FIELD,
+                "must not contain NUL characters; encode binary content as base64",
+            ));
+        }
         Ok(MessageContent(value))
     }
 
@@ -279,7 +293,8 @@ impl MessageContent {
 }
 
 /// Message metadata: a flat JSON object of at most 32 keys of 1 to 100 bytes, whose values
-/// are strings of at most 1,000 bytes, numbers or booleans, at most 8 KiB serialized.
+/// are strings of at most 1,000 bytes, numbers or booleans, at most 8 KiB serialized. Keys and
+/// strings must not contain NUL, which PostgreSQL cannot store.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MessageMetadata(Map<String, Value>);
 
@@ -310,6 +325,14 @@ impl MessageMetadata {
             ));
         }
         for (key, entry) in &object {
+            let has_nul =
+                key.contains('\0') || matches!(entry, Value::String(text) if text.contains('\0'));
+            if has_nul {
+                return Err(InputError::invalid(
+                    FIELD,
+                    format!("key {key:?} or its value contains a NUL character"),
+                ));
+            }
             if key.is_empty() || key.len() > MessageMetadata::MAX_KEY_BYTES {
                 return Err(InputError::invalid(
                     FIELD,

@@ -169,8 +169,8 @@ fn conversation_title_is_trimmed_and_bounded() {
 
 #[test]
 fn message_content_is_opaque() {
-    let content = MessageContent::parse("  \u{0}ciphertext\n".to_owned()).unwrap();
-    assert_eq!(content.as_str(), "  \u{0}ciphertext\n");
+    let content = MessageContent::parse("  \u{1}ciphertext\n".to_owned()).unwrap();
+    assert_eq!(content.as_str(), "  \u{1}ciphertext\n");
 }
 
 #[test]
@@ -281,4 +281,20 @@ fn metadata_limits_serialized_size() {
         rule.ends_with("bytes as JSON, but at most 8192 are allowed"),
         "{rule}"
     );
+}
+
+#[test]
+fn nul_characters_are_rejected() {
+    assert!(MessageContent::parse("nul \0 here".to_owned()).is_err());
+    assert!(MessageMetadata::parse(json!({"caption": "a\u{0}b"})).is_err());
+    assert!(MessageMetadata::parse(json!({"a\u{0}b": 1})).is_err());
+    assert!(ConversationTitle::parse("team\0").is_err());
+    assert!(Email::parse("a\0b@example.com").is_err());
+    assert!(DisplayName::parse("A\0").is_err());
+}
+
+#[test]
+fn title_rejects_control_characters() {
+    assert!(ConversationTitle::parse("line\nbreak").is_err());
+    assert!(ConversationTitle::parse("plain title").is_ok());
 }
