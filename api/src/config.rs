@@ -235,7 +235,7 @@ pub struct CommandSettings {
 impl Default for CommandSettings {
     fn default() -> Self {
         CommandSettings {
-            max_attempts: 5,
+            max_attempts: 10,
             cache_capacity: 100_000,
             registration_grace_secs: 300,
         }
