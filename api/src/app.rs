@@ -22,7 +22,7 @@ use crate::http::Consistency;
 use crate::realtime::follower::LogFollower;
 use crate::realtime::hub::ChatHub;
 
-/// Which parts of the system this process runs next to the HTTP server.
+/// The parts of the system this process runs next to the HTTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerRole {
     /// The API and every projector.
@@ -266,7 +266,7 @@ impl CheckResult {
     }
 }
 
-/// Background tasks with names, so shutdown can say which one ended and why.
+/// Background tasks with names, so that shutdown logs which one ended and why.
 #[derive(Default)]
 pub struct NamedTasks {
     set: JoinSet<(&'static str, anyhow::Result<()>)>,

@@ -1,9 +1,9 @@
 //! Password hashing with argon2id on a few dedicated threads.
 //!
-//! Each hash works through 19 MiB of memory. Allocating it per hash left the process holding
-//! about 19 MiB more after every registration (glibc malloc did not give the blocks back;
-//! measured on the release build), so each worker allocates its argon2 memory once and
-//! reuses it, which bounds the memory at one block set per worker.
+//! Each hash works through 19 MiB of memory. Allocated per hash, that memory was not given
+//! back by glibc's malloc, and the release build grew by about 19 MiB with every
+//! registration. So each worker allocates its argon2 memory once and reuses it, which bounds
+//! the memory at one set of blocks per worker.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -105,7 +105,7 @@ fn run_worker(receiver: &Mutex<mpsc::Receiver<HashJob>>) {
     }
 }
 
-/// The most argon2 memory a stored hash may ask for when verified: 64 MiB.
+/// The maximum argon2 memory, in 1 KiB blocks, that a stored hash may require: 64 MiB.
 const MAX_VERIFY_BLOCKS: usize = 64 * 1024;
 
 /// Hashes with argon2id and the crate's default cost (19 MiB, 2 passes, 1 lane) and a random
@@ -172,7 +172,8 @@ fn verify_password(password: &str, stored: &str, memory: &mut Vec<Block>) -> any
     Ok(computed == expected)
 }
 
-/// The first `count` blocks of the worker's memory, grown when a stored hash needs more.
+/// Returns the first `count` blocks of the worker's memory, growing it when a stored hash
+/// needs more.
 fn blocks(memory: &mut Vec<Block>, count: usize) -> &mut [Block] {
     if memory.len() < count {
         memory.resize(count, Block::default());

@@ -28,7 +28,7 @@ pub struct Consistency {
     /// projection has passed it, so the map holds only users with writes still in flight.
     last_writes: DashMap<Uuid, u64>,
     progress: Arc<dyn ReadModelProgress>,
-    /// Tells an `X-Min-Position` that no projection can ever reach from one still on its way.
+    /// Gives the log's head, so that an `X-Min-Position` beyond it is rejected, not awaited.
     log: Arc<dyn EventLog>,
     timeout: Duration,
 }
