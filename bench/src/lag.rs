@@ -62,9 +62,10 @@ struct Observation {
 /// The watcher task's records, returned when it stops.
 struct Observations {
     observations: Vec<Observation>,
-    /// Times the LISTEN connection was lost and reopened; notifications sent meanwhile are
-    /// missed, so the sends they covered get the next notification's, later, moment.
-    reconnects: u64,
+    /// Times the LISTEN connection was lost and reopened, or a `/ready` poll returned no
+    /// `messages` position. Commits that happen meanwhile are seen late, so the sends they
+    /// covered get a later moment.
+    failures: u64,
 }
 
 /// A background task that records the `messages` projection's position over time.
@@ -91,7 +92,7 @@ impl ProjectionWatch {
         let task = tokio::spawn(async move {
             let mut recorded = Observations {
                 observations: Vec::with_capacity(1 << 16),
-                reconnects: 0,
+                failures: 0,
             };
             loop {
                 let received = tokio::select! {
@@ -101,7 +102,7 @@ impl ProjectionWatch {
                 let observed_at = Instant::now();
                 let Some(notification) = received.context("the projection-lag listener failed")?
                 else {
-                    recorded.reconnects += 1;
+                    recorded.failures += 1;
                     continue;
                 };
                 let Some((projection, position)) = notification.payload().split_once(':') else {
@@ -140,7 +141,7 @@ impl ProjectionWatch {
         let task = tokio::spawn(async move {
             let mut recorded = Observations {
                 observations: Vec::with_capacity(1 << 14),
-                reconnects: 0,
+                failures: 0,
             };
             let mut ticks = tokio::time::interval(READY_POLL_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,6 +151,7 @@ impl ProjectionWatch {
                     _ = ticks.tick() => {}
                 }
                 let Some(position) = read_messages_position(&client, &ready_url).await else {
+                    recorded.failures += 1;
                     continue;
                 };
                 let observed_at = Instant::now();
@@ -187,7 +189,7 @@ impl ProjectionWatch {
             self.sampling,
             &recorded.observations,
             sends,
-            recorded.reconnects,
+            recorded.failures,
         ))
     }
 }
@@ -208,6 +210,8 @@ struct ReadyReport {
 
 #[derive(Deserialize)]
 struct ProjectionStatus {
+    /// Named `name` by servers that return the full projection status.
+    #[serde(alias = "name")]
     projection: String,
     position: u64,
 }
@@ -233,7 +237,8 @@ pub struct ProjectionLag {
     pub never_projected: u64,
     /// Sends already projected when their response arrived; each counts as a lag of 0.
     pub projected_before_response: u64,
-    pub listener_reconnects: u64,
+    /// LISTEN reconnects or `/ready` polls without a `messages` position.
+    pub watch_failures: u64,
 }
 
 impl ProjectionLag {
@@ -241,7 +246,7 @@ impl ProjectionLag {
         sampling: LagSampling,
         observations: &[Observation],
         sends: &[Acknowledged],
-        listener_reconnects: u64,
+        watch_failures: u64,
     ) -> ProjectionLag {
         // Keep only observations that move the position forward, so the list is sorted by
         // position and by time, and a binary search finds the first one at or past a send.
@@ -259,7 +264,7 @@ impl ProjectionLag {
             histogram: new_latency_histogram(),
             never_projected: 0,
             projected_before_response: 0,
-            listener_reconnects,
+            watch_failures,
         };
         for send in sends {
             let index =

@@ -156,7 +156,8 @@ pub struct HttpFigures {
     pub projected_before_response: u64,
     /// Successful sends without a readable `X-Event-Position`; not in the lag percentiles.
     pub missing_event_position: u64,
-    pub listener_reconnects: u64,
+    /// LISTEN reconnects or `/ready` polls without a `messages` position.
+    pub position_watch_failures: u64,
     /// The server's resident memory after registration and before the load.
     pub server_rss_after_setup_mib: f64,
     pub server_peak_rss_mib: f64,
@@ -185,7 +186,7 @@ impl HttpFigures {
             never_projected: lag.never_projected,
             projected_before_response: lag.projected_before_response,
             missing_event_position: load.missing_position,
-            listener_reconnects: lag.listener_reconnects,
+            position_watch_failures: lag.watch_failures,
             server_rss_after_setup_mib: mebibytes(memory.server_rss_after_setup_bytes),
             server_peak_rss_mib: mebibytes(memory.server_peak_rss_bytes),
             client_peak_rss_mib: mebibytes(memory.client_peak_rss_bytes),
@@ -329,11 +330,11 @@ impl Report {
         let _ = writeln!(
             text,
             "    projected before the response arrived: {}; never projected: {}; without \
-             X-Event-Position: {}; listener reconnects: {}",
+             X-Event-Position: {}; failed position reads: {}",
             http.projected_before_response,
             http.never_projected,
             http.missing_event_position,
-            http.listener_reconnects
+            http.position_watch_failures
         );
         let _ = writeln!(
             text,
