@@ -286,3 +286,96 @@ impl ProjectionLag {
         lag
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start: Instant, millis: u64) -> Instant {
+        start + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn lag_uses_first_observation_at_or_past_position() {
+        let start = Instant::now();
+        let observations = [
+            Observation {
+                position: 10,
+                observed_at: at(start, 5),
+            },
+            Observation {
+                position: 20,
+                observed_at: at(start, 30),
+            },
+        ];
+        let sends = [Acknowledged {
+            position: 15,
+            received_at: at(start, 10),
+        }];
+        let lag = ProjectionLag::compute(LagSampling::Notifications, &observations, &sends, 0);
+        assert_eq!(lag.histogram.len(), 1);
+        assert_eq!(
+            lag.histogram.max(),
+            lag.histogram.highest_equivalent(20_000)
+        );
+        assert_eq!(lag.never_projected, 0);
+        assert_eq!(lag.projected_before_response, 0);
+    }
+
+    #[test]
+    fn lag_counts_early_and_missing_projections() {
+        let start = Instant::now();
+        let observations = [Observation {
+            position: 10,
+            observed_at: at(start, 5),
+        }];
+        let sends = [
+            Acknowledged {
+                position: 10,
+                received_at: at(start, 8),
+            },
+            Acknowledged {
+                position: 11,
+                received_at: at(start, 9),
+            },
+        ];
+        let lag = ProjectionLag::compute(LagSampling::Notifications, &observations, &sends, 0);
+        assert_eq!(lag.projected_before_response, 1);
+        assert_eq!(lag.never_projected, 1);
+        assert_eq!(lag.histogram.len(), 1);
+        assert_eq!(lag.histogram.max(), 0);
+    }
+
+    #[test]
+    fn lag_ignores_observations_that_move_back() {
+        let start = Instant::now();
+        // A reconnected listener may deliver an older position after a newer one.
+        let observations = [
+            Observation {
+                position: 20,
+                observed_at: at(start, 5),
+            },
+            Observation {
+                position: 12,
+                observed_at: at(start, 50),
+            },
+        ];
+        let sends = [Acknowledged {
+            position: 12,
+            received_at: at(start, 1),
+        }];
+        let lag = ProjectionLag::compute(LagSampling::Notifications, &observations, &sends, 0);
+        assert_eq!(lag.histogram.max(), lag.histogram.highest_equivalent(4_000));
+    }
+
+    #[test]
+    fn ready_report_accepts_both_field_names() {
+        let old: ReadyReport =
+            serde_json::from_str(r#"{"projections":[{"projection":"messages","position":7}]}"#)
+                .unwrap();
+        let new: ReadyReport =
+            serde_json::from_str(r#"{"projections":[{"name":"messages","position":8}]}"#).unwrap();
+        assert_eq!(old.projections[0].position, 7);
+        assert_eq!(new.projections[0].projection, "messages");
+    }
+}

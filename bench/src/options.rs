@@ -118,3 +118,32 @@ fn require_loopback(option: &str, url: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::require_loopback;
+
+    #[test]
+    fn loopback_urls_accepted() {
+        for url in [
+            "nats://127.0.0.1:4222",
+            "postgres://postgres@localhost:5432/postgres",
+            "nats://[::1]:4222",
+            "postgres://postgres@127.0.0.2/postgres",
+        ] {
+            assert!(require_loopback("--url", url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn other_hosts_rejected() {
+        for url in [
+            "nats://10.0.0.5:4222",
+            "postgres://postgres@192.168.1.2:5432/postgres",
+            "nats://example.com:4222",
+            "not a url",
+        ] {
+            assert!(require_loopback("--url", url).is_err(), "{url}");
+        }
+    }
+}

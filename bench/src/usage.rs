@@ -64,16 +64,24 @@ fn memory_field_bytes(pid: &str, field: &str) -> anyhow::Result<u64> {
 fn process_ticks(pid: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+    parse_stat_ticks(&stat).with_context(|| format!("unexpected format of {path}: {stat:?}"))
+}
+
+/// Returns `utime + stime` from the text of a `/proc/<pid>/stat` file.
+fn parse_stat_ticks(stat: &str) -> anyhow::Result<u64> {
     // The command name in field 2 is in parentheses and may contain spaces, so fields are
     // counted from the last ')'. After it come field 3 (state) onwards, so utime (field 14)
     // and stime (field 15) are the 12th and 13th.
     let after_name = stat
         .rsplit_once(')')
-        .with_context(|| format!("unexpected format of {path}"))?
+        .context("no ')' after the command name")?
         .1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     if fields.len() < 13 {
-        bail!("unexpected format of {path}: {stat:?}");
+        bail!(
+            "{} fields after the command name, expected at least 13",
+            fields.len()
+        );
     }
     let utime: u64 = fields[11].parse().context("invalid utime")?;
     let stime: u64 = fields[12].parse().context("invalid stime")?;
@@ -227,5 +235,22 @@ impl CpuSplit {
             other_seconds: (busy - server - client - nats_server - postgres).max(0.0),
             idle_seconds: (total - busy).max(0.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_after_name_with_spaces() {
+        let stat = "4242 (tokio rt) worker) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 75 0 0 20 0 9 0 1000 1000000 500";
+        assert_eq!(parse_stat_ticks(stat).unwrap(), 325);
+    }
+
+    #[test]
+    fn stat_ticks_rejects_short_line() {
+        assert!(parse_stat_ticks("4242 (secureconnect) S 1 2 3").is_err());
     }
 }
