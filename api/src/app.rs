@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use secureconnect_commands::CommandBus;
 use secureconnect_events::{EphemeralBus, EventLog, TicketStore};
 use secureconnect_projections::{ProjectionStatus, ReadModels};
@@ -123,10 +122,6 @@ impl Application {
         &self.state
     }
 
-    pub fn router(&self) -> Router {
-        crate::router::build(self.state.clone())
-    }
-
     /// Runs the server and its background tasks until `cancel` fires or a task fails, then
     /// shuts down in order: stop accepting, let in-flight requests finish (bounded by
     /// `server.shutdown_grace_secs`), let projectors commit their batch, and return.
@@ -195,11 +190,6 @@ impl Application {
         tasks.drain(grace).await;
         backends.close().await;
         outcome
-    }
-
-    /// Reports whether this node can serve traffic; see `GET /ready`.
-    pub async fn readiness(&self) -> ReadinessReport {
-        self.state.readiness().await
     }
 }
 

@@ -1,5 +1,5 @@
 //! Opening the backends a role needs, for either deployment: the embedded SQLite files under
-//! `storage.data_dir`, or JetStream plus PostgreSQL. Everything above this module sees only
+//! `storage.data_dir`, or JetStream plus PostgreSQL. Everything above this module uses only
 //! the traits.
 
 use std::path::Path;
@@ -38,11 +38,12 @@ pub trait ReadModelProgress: Send + Sync + 'static {
         timeout: Duration,
     ) -> bool;
 
-    /// The lowest position applied by every projection, as last seen by this process.
+    /// Returns the lowest position that every projection has applied, as last seen by this
+    /// process.
     fn min_position(&self) -> u64;
 
-    /// Each projection's stored checkpoint and its lag behind the log's head, in events and
-    /// seconds, read from the database and the log.
+    /// Reads each projection's stored checkpoint and its lag behind the log's head, in log
+    /// positions and in seconds.
     async fn statuses(&self, log: &dyn EventLog) -> anyhow::Result<Vec<ProjectionStatus>>;
 }
 
@@ -121,8 +122,8 @@ impl Backends {
         ))
     }
 
-    /// The token-signing key: the configured one, or for the embedded store a random key
-    /// generated on first start and kept in the data folder with owner-only permissions.
+    /// Returns the token-signing key: the configured one, or for the embedded store a random
+    /// key generated on first start and kept in the data folder with owner-only permissions.
     pub async fn jwt_secret(&self, settings: &Settings) -> anyhow::Result<Vec<u8>> {
         if let Some(secret) = &settings.auth.jwt_secret {
             return Ok(secret.expose_secret().as_bytes().to_vec());
@@ -136,7 +137,7 @@ impl Backends {
 
     /// Runs projectors until `cancel` fires; `only` limits them to some projections.
     pub async fn run_projectors(
-        self_log: Arc<dyn EventLog>,
+        log: Arc<dyn EventLog>,
         store: ReadModelStore,
         settings: &Settings,
         only: Option<Vec<ProjectionName>>,
@@ -147,7 +148,7 @@ impl Backends {
             batch_size: settings.projections.batch_size,
             ..ProjectorOptions::default()
         };
-        run_projections(self_log, store, &names, options, cancel).await?;
+        run_projections(log, store, &names, options, cancel).await?;
         Ok(())
     }
 
@@ -229,7 +230,7 @@ async fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     match tokio::fs::read(path).await {
         Ok(secret) if secret.len() >= 32 => return Ok(secret),
         Ok(_) => anyhow::bail!(
-            "{} holds fewer than 32 bytes; delete it to generate a new key",
+            "{} contains fewer than 32 bytes; delete it to generate a new key",
             path.display()
         ),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -238,7 +239,7 @@ async fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     let secret: [u8; 48] = rand::random();
-    let encoded = hex_encode(&secret).into_bytes();
+    let encoded = hex::encode(secret).into_bytes();
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -252,10 +253,6 @@ async fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     file.sync_all().await?;
     tracing::info!(path = %path.display(), "generated a token-signing key");
     Ok(encoded)
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Rejects the split roles on the embedded store, whose live feed reaches only its own process.
@@ -280,7 +277,7 @@ pub fn parse_projection_names(names: &[String]) -> anyhow::Result<Option<Vec<Pro
     Ok(Some(parsed))
 }
 
-/// The `project` role: projector workers only.
+/// Runs the `project` role: projector workers only.
 pub async fn run_projector_process(
     settings: &Settings,
     only: Option<Vec<ProjectionName>>,
@@ -303,7 +300,7 @@ pub async fn run_projector_process(
     outcome
 }
 
-/// The `migrate` role.
+/// Runs the `migrate` role: applies the PostgreSQL migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings
         .postgres

@@ -83,7 +83,7 @@ pub struct NatsSettings {
     /// NATS server URL. When set, the event log is JetStream and the read models are on
     /// PostgreSQL (`postgres.url` is then required); when unset, everything is embedded.
     pub url: Option<String>,
-    /// JetStream stream that holds the domain events.
+    /// JetStream stream that contains the domain events.
     pub stream_name: String,
     /// Subject prefix of the event stream; events go to `<prefix>.<aggregate>.<id>`.
     pub subject_prefix: String,
@@ -364,7 +364,7 @@ impl Settings {
     }
 }
 
-/// Which event log and read-model store a process uses.
+/// The event log and read-model store a process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite files under `storage.data_dir`, all roles in one process.

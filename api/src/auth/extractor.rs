@@ -33,7 +33,7 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// Extracts the token of an `Authorization: Bearer <token>` header; the scheme is
-/// case-insensitive as RFC 7235 says.
+/// case-insensitive, as RFC 7235 specifies.
 pub fn bearer_token(header: &[u8]) -> Result<&str, ApiError> {
     let header = std::str::from_utf8(header)
         .map_err(|_| ApiError::unauthorized("invalid Authorization header"))?;

@@ -2,8 +2,8 @@
 //! access token is never accepted where a refresh token is expected, or the reverse.
 //!
 //! An access token names its session (`sid`); it stops working when the session is revoked.
-//! A refresh token names its session and a generation; the session aggregate accepts only
-//! the current generation and revokes the whole session when an older one comes back.
+//! A refresh token names its session and a generation. The session aggregate accepts only
+//! the current generation, and it revokes the whole session when an older one comes back.
 
 use std::collections::HashSet;
 use std::time::Duration;
